@@ -1,0 +1,57 @@
+# pisec: the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+PY_SOURCES := src tests roles plugins
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help deps venv image demo demo-clean lint unit molecule test lock clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## Install the Debian packages pisec needs (docker.io, debootstrap, mosquitto ...)
+	@scripts/install-deps.sh
+
+$(VENV)/.installed: requirements.txt pyproject.toml | deps
+	@echo "==> creating $(VENV) with the pinned requirements"
+	@test -x $(BIN)/python || python3 -m venv $(VENV)
+	@$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+venv: $(VENV)/.installed ## Create .venv with Ansible, Molecule, linters and pisec
+
+image: deps ## Build the simulated-Pi image (Debian bookworm + systemd), once
+	@scripts/build-image.sh >/dev/null
+
+demo: venv image ## Provision a broker Pi and a client Pi in containers and show a working TLS broker
+	@scripts/demo.sh up
+
+demo-clean: ## Remove the demo containers, network, CA and credentials
+	@scripts/demo.sh down
+
+lint: venv ## yamllint, ansible-lint (production profile), ruff, mypy --strict
+	@echo "==> yamllint"; $(BIN)/yamllint --strict .
+	@echo "==> ansible-lint (production)"; $(BIN)/ansible-lint --profile production
+	@echo "==> ruff"; $(BIN)/ruff check $(PY_SOURCES); $(BIN)/ruff format --check $(PY_SOURCES)
+	@echo "==> mypy --strict"; $(BIN)/mypy
+
+unit: venv ## pytest (needs the mosquitto binary for the broker tests)
+	@$(BIN)/pytest
+
+molecule: venv image ## Molecule scenarios in systemd containers
+	@scripts/ensure-docker.sh
+	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
+
+test: lint unit molecule ## Everything CI checks
+
+lock: ## Re-resolve requirements.txt from pyproject.toml
+	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet -e '.[ansible,dev]' \
+	  && /tmp/pisec-lock/bin/pip freeze --exclude-editable > requirements.txt && rm -rf /tmp/pisec-lock
+
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

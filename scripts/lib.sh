@@ -1,0 +1,32 @@
+# Shared helpers for pisec's shell entry points. Sourced, never executed.
+# shellcheck shell=bash
+
+pisec_log() { printf '\033[1;34m==> %s\033[0m\n' "$*" >&2; }
+pisec_die() { printf 'pisec: error: %s\n' "$*" >&2; exit 1; }
+
+# The Debian mirror this machine's apt already uses. Containers built from it
+# reach the same mirror, and no mirror host name is written into the repo.
+pisec_debian_mirror() {
+  local uri=""
+  if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
+    uri=$(awk '
+      /^[[:space:]]*#/ { next }
+      /^[[:space:]]*$/ { if (u != "" && s ~ /(^| )bookworm( |$)/) { print u; exit } u=""; s=""; next }
+      tolower($1) == "uris:" { u=$2 }
+      tolower($1) == "suites:" { $1=""; s=$0 " " }
+      END { if (u != "" && s ~ /(^| )bookworm( |$)/) print u }
+    ' /etc/apt/sources.list.d/*.sources | grep -v -- '-security' | head -n1)
+  fi
+  if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
+    uri=$(awk '$1 == "deb" && $0 ~ / bookworm / && $0 !~ /security/ {
+      for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) { print $i; exit } }' /etc/apt/sources.list)
+  fi
+  [ -n "$uri" ] || pisec_die "/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list: no Debian bookworm mirror found"
+  printf '%s\n' "$uri"
+}
+
+# Debian's docker.io puts the client in /usr/bin; prefer it over any other
+# client on PATH so that client and engine come from the same package.
+pisec_docker() {
+  if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi
+}

@@ -1,0 +1,145 @@
+"""The `pisec` command: parse, call, render. No logic lives here.
+
+Exit codes: 0 every check passed, 1 a check failed, 2 usage or input error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from pisec import __version__
+from pisec.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, PisecError
+from pisec.probe import ProbeOptions, ProbeResult, ProbeTarget, probe
+
+PASSWORD_ENV = "PISEC_MQTT_PASSWORD"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors follow pisec's one-line format and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"pisec: error: {self.prog}: {message}\n")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pisec", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"pisec {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    probe_parser = commands.add_parser(
+        "probe",
+        help="TLS handshake and MQTT round trip against a live broker",
+        description="Connect over TLS, check the served chain and host name, then CONNECT, "
+        "SUBSCRIBE and PUBLISH on a unique topic and time the round trip.",
+    )
+    probe_parser.add_argument("url", help="mqtts://HOST[:PORT] (port 8883 by default)")
+    probe_parser.add_argument("--ca", required=True, type=Path, help="CA certificate (PEM)")
+    probe_parser.add_argument("--cert", type=Path, help="client certificate (PEM)")
+    probe_parser.add_argument("--key", type=Path, help="client private key (PEM)")
+    probe_parser.add_argument("--username", help="MQTT user name")
+    probe_parser.add_argument(
+        "--password-file",
+        type=Path,
+        help=f"file whose first line is the password (or set {PASSWORD_ENV})",
+    )
+    probe_parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    probe_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_file is not None:
+        path: Path = args.password_file
+        if path.is_dir():
+            raise PisecError(str(path), "password file is a directory")
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise PisecError(str(path), f"cannot read password file: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise PisecError(str(path), "password file is not UTF-8 text") from None
+        if not lines or not lines[0]:
+            raise PisecError(str(path), "password file is empty")
+        return lines[0]
+    return os.environ.get(PASSWORD_ENV)
+
+
+def _run_probe(args: argparse.Namespace, out: TextIO) -> int:
+    if args.timeout <= 0:
+        raise PisecError("--timeout", f"must be positive (is {args.timeout})")
+    password = _read_password(args)
+    if password is not None and args.username is None:
+        raise PisecError("--username", "a password was given without a user name")
+    options = ProbeOptions(
+        target=ProbeTarget.parse(args.url),
+        ca_file=args.ca,
+        cert_file=args.cert,
+        key_file=args.key,
+        username=args.username,
+        password=password,
+        timeout=args.timeout,
+    )
+    result = probe(options)
+    if args.json:
+        json.dump(_probe_json(result), out, indent=2)
+        out.write("\n")
+    else:
+        _render_probe(result, out)
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def _probe_json(result: ProbeResult) -> dict[str, Any]:
+    data = dataclasses.asdict(result)
+    data["ok"] = result.ok
+    return data
+
+
+def _render_probe(result: ProbeResult, out: TextIO) -> None:
+    facts = [
+        ("broker", result.target),
+        ("tls version", result.tls_version),
+        ("cipher", result.cipher),
+        ("server certificate", result.server_subject),
+        ("serial", result.server_serial),
+        ("days left", None if result.server_days_left is None else str(result.server_days_left)),
+        ("round trip", None if result.round_trip_ms is None else f"{result.round_trip_ms:.1f} ms"),
+    ]
+    width = max(len(name) for name, _ in facts)
+    for name, value in facts:
+        if value is not None:
+            out.write(f"{name:<{width}}  {value}\n")
+    out.write("\n")
+    check_width = max((len(check.name) for check in result.checks), default=0)
+    for check in result.checks:
+        mark = "PASS" if check.ok else "FAIL"
+        out.write(f"{mark}  {check.name:<{check_width}}  {check.detail}\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        if args.command == "probe":
+            return _run_probe(args, sys.stdout)
+    except PisecError as exc:
+        sys.stderr.write(f"pisec: error: {exc.what}: {exc.why}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("pisec: error: interrupted\n")
+        return EXIT_USAGE
+    parser.error(f"unknown command {args.command!r}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,288 @@
+"""Probe a live broker: TLS handshake facts, then a real MQTT round trip.
+
+The TLS phase uses a plain socket so that the handshake's facts (version,
+cipher, served certificate) are read before MQTT starts; the MQTT phase uses
+paho-mqtt over a fresh TLS connection with the same context.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from cryptography import x509
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.reasoncodes import ReasonCode
+
+from pisec.errors import PisecError
+
+DEFAULT_MQTTS_PORT = 8883
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> ProbeTarget:
+        parts = urlsplit(url)
+        if parts.scheme != "mqtts":
+            raise PisecError(
+                url, f"scheme {parts.scheme or '(none)'!r} is not supported: use mqtts://HOST:PORT"
+            )
+        if not parts.hostname:
+            raise PisecError(url, "no host in the URL")
+        try:
+            port = parts.port or DEFAULT_MQTTS_PORT
+        except ValueError as exc:
+            raise PisecError(url, f"bad port: {exc}") from None
+        return cls(parts.hostname, port)
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"mqtts://{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    target: ProbeTarget
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    target: str
+    tls_version: str | None = None
+    cipher: str | None = None
+    key_exchange_group: str | None = None
+    server_serial: str | None = None
+    server_subject: str | None = None
+    server_days_left: int | None = None
+    round_trip_ms: float | None = None
+    checks: tuple[Check, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+
+def _read_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise PisecError(str(path), f"{what} is a directory")
+    try:
+        path.read_bytes()
+    except OSError as exc:
+        raise PisecError(str(path), f"cannot read {what}: {exc.strerror or exc}") from None
+
+
+def build_context(options: ProbeOptions) -> ssl.SSLContext:
+    """A client context that trusts only the given CA and checks the host name."""
+    _read_file(options.ca_file, "CA file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    try:
+        context.load_verify_locations(cafile=str(options.ca_file))
+    except ssl.SSLError as exc:
+        raise PisecError(str(options.ca_file), f"not a PEM CA certificate ({exc.reason})") from None
+    if options.cert_file is not None:
+        if options.key_file is None:
+            raise PisecError("--cert", "needs --key")
+        _read_file(options.cert_file, "client certificate")
+        _read_file(options.key_file, "client key")
+        try:
+            context.load_cert_chain(str(options.cert_file), str(options.key_file))
+        except ssl.SSLError as exc:
+            raise PisecError(
+                str(options.cert_file), f"certificate and key do not load together ({exc.reason})"
+            ) from None
+    return context
+
+
+def explain_tls_error(exc: BaseException, target: ProbeTarget) -> str:
+    """Words a user understands for a failed handshake."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        if code in (2, 18, 19, 20, 21):
+            return "untrusted CA: the broker's certificate was not issued by the given CA"
+        if code == 62:
+            return f"name mismatch: the broker's certificate does not name {target.host}"
+        if code == 10:
+            return "the broker's certificate has expired"
+        if code == 9:
+            return "the broker's certificate is not yet valid"
+        if code == 23:
+            return "the broker's certificate is revoked"
+        return f"certificate rejected: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        reason = (exc.reason or "").upper()
+        if "PROTOCOL_VERSION" in reason or "UNSUPPORTED_PROTOCOL" in reason:
+            return "TLS version refused: broker and client share no TLS version"
+        if "HANDSHAKE_FAILURE" in reason or "NO_SHARED_CIPHER" in reason:
+            return "handshake refused: no shared cipher or key-exchange group"
+        if "CERTIFICATE_REQUIRED" in reason or "CERTIFICATE REQUIRED" in reason:
+            return "the broker requires a client certificate"
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return "timeout: no answer from the broker"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens on that port"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host {target.host}"
+    if isinstance(exc, OSError):
+        return f"cannot connect: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _handshake(options: ProbeOptions, context: ssl.SSLContext) -> tuple[ProbeResult, list[Check]]:
+    target = options.target
+    checks: list[Check] = []
+    try:
+        with (
+            socket.create_connection((target.host, target.port), timeout=options.timeout) as raw,
+            context.wrap_socket(raw, server_hostname=target.host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+            version = tls.version()
+            cipher = tls.cipher()
+    except (OSError, ssl.SSLError) as exc:
+        checks.append(Check("tls handshake", False, explain_tls_error(exc, target)))
+        return ProbeResult(str(target)), checks
+    checks.append(Check("tls handshake", True, f"{version} {cipher[0] if cipher else ''}".strip()))
+    checks.append(Check("served chain", True, "verifies against the given CA"))
+    checks.append(Check("host name", True, f"{target.host} is in the certificate"))
+    serial = subject = None
+    days_left = None
+    if der:
+        certificate = x509.load_der_x509_certificate(der)
+        serial = f"{certificate.serial_number:X}"
+        subject = certificate.subject.rfc4514_string()
+        days_left = (certificate.not_valid_after_utc - datetime.now(UTC)).days
+    return (
+        ProbeResult(
+            str(target),
+            tls_version=version,
+            cipher=cipher[0] if cipher else None,
+            server_serial=serial,
+            server_subject=subject,
+            server_days_left=days_left,
+        ),
+        checks,
+    )
+
+
+_CONNACK_WORDS = {
+    "Bad user name or password": "bad credentials: the broker refused the user name or password",
+    "Not authorized": "not authorised: the broker refused this client",
+}
+
+
+def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float | None, Check]:
+    """CONNECT, SUBSCRIBE to a fresh topic, PUBLISH to it, wait for the message."""
+    topic = f"pisec/probe/{uuid.uuid4().hex}"
+    payload = uuid.uuid4().bytes
+    connected = threading.Event()
+    subscribed = threading.Event()
+    received = threading.Event()
+    failure: list[str] = []
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"pisec-probe-{uuid.uuid4().hex[:12]}",
+        protocol=mqtt.MQTTv311,
+    )
+    client.tls_set_context(context)
+    if options.username is not None:
+        client.username_pw_set(options.username, options.password)
+
+    def on_connect(
+        c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
+    ) -> None:
+        if reason.is_failure:
+            failure.append(_CONNACK_WORDS.get(str(reason), f"connection refused: {reason}"))
+            connected.set()
+            return
+        connected.set()
+        c.subscribe(topic, qos=1)
+
+    def on_subscribe(
+        _c: mqtt.Client, _u: object, _m: object, reasons: list[ReasonCode], _p: object
+    ) -> None:
+        if any(reason.is_failure for reason in reasons):
+            failure.append("not authorised to subscribe to the probe topic")
+        subscribed.set()
+
+    def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        if message.topic == topic and message.payload == payload:
+            received.set()
+
+    client.on_connect = on_connect
+    client.on_subscribe = on_subscribe
+    client.on_message = on_message
+    deadline = time.monotonic() + options.timeout
+    try:
+        client.connect(options.target.host, options.target.port, keepalive=30)
+    except (OSError, ssl.SSLError) as exc:
+        return None, Check("mqtt round trip", False, explain_tls_error(exc, options.target))
+    client.loop_start()
+    try:
+        if not connected.wait(max(0.0, deadline - time.monotonic())):
+            return None, Check("mqtt round trip", False, "timeout: no CONNACK from the broker")
+        if failure:
+            return None, Check("mqtt round trip", False, failure[0])
+        if not subscribed.wait(max(0.0, deadline - time.monotonic())):
+            return None, Check("mqtt round trip", False, "timeout: no SUBACK from the broker")
+        if failure:
+            return None, Check("mqtt round trip", False, failure[0])
+        started = time.perf_counter()
+        client.publish(topic, payload, qos=1)
+        if not received.wait(max(0.0, deadline - time.monotonic())):
+            return None, Check(
+                "mqtt round trip", False, "timeout: the published message did not come back"
+            )
+        latency_ms = (time.perf_counter() - started) * 1000
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return latency_ms, Check("mqtt round trip", True, f"{latency_ms:.1f} ms on {topic}")
+
+
+def probe(options: ProbeOptions) -> ProbeResult:
+    context = build_context(options)
+    facts, checks = _handshake(options, context)
+    if not all(check.ok for check in checks):
+        return ProbeResult(facts.target, checks=tuple(checks))
+    latency_ms, round_trip = _round_trip(options, context)
+    checks.append(round_trip)
+    return ProbeResult(
+        facts.target,
+        tls_version=facts.tls_version,
+        cipher=facts.cipher,
+        key_exchange_group=facts.key_exchange_group,
+        server_serial=facts.server_serial,
+        server_subject=facts.server_subject,
+        server_days_left=facts.server_days_left,
+        round_trip_ms=latency_ms,
+        checks=tuple(checks),
+    )
