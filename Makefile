@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 BIN := $(VENV)/bin
-PY_SOURCES := src tests roles plugins
+PY_SOURCES := src tests roles plugins molecule
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help deps venv image demo demo-clean lint unit molecule test lock clean
@@ -36,7 +36,7 @@ demo-clean: ## Remove the demo containers, network, CA and credentials
 
 lint: venv ## yamllint, ansible-lint (production profile), ruff, mypy --strict
 	@echo "==> yamllint"; $(BIN)/yamllint --strict .
-	@echo "==> ansible-lint (production)"; $(BIN)/ansible-lint --profile production
+	@echo "==> ansible-lint (production)"; PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint --profile production
 	@echo "==> ruff"; $(BIN)/ruff check $(PY_SOURCES); $(BIN)/ruff format --check $(PY_SOURCES)
 	@echo "==> mypy --strict"; $(BIN)/mypy
 
@@ -45,7 +45,7 @@ unit: venv ## pytest (needs the mosquitto binary for the broker tests)
 
 molecule: venv image ## Molecule scenarios in systemd containers
 	@scripts/ensure-docker.sh
-	@PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
+	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
 
 test: lint unit molecule ## Everything CI checks
 

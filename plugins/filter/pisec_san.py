@@ -35,8 +35,7 @@ def check_sans(entries: Iterable[Any], variable: str = "subject alternative name
     for entry in entries:
         if not isinstance(entry, str) or ":" not in entry:
             raise AnsibleFilterError(
-                f"{variable}: {entry!r} is not of the form "
-                "'DNS:name' or 'IP:address'"
+                f"{variable}: {entry!r} is not of the form 'DNS:name' or 'IP:address'"
             )
         kind, value = entry.split(":", 1)
         if kind == "DNS" and _DNS_NAME.match(value):
@@ -45,8 +44,7 @@ def check_sans(entries: Iterable[Any], variable: str = "subject alternative name
             checked.append(ip_entry)
         else:
             raise AnsibleFilterError(
-                f"{variable}: {entry!r} is not a valid "
-                "'DNS:name' or 'IP:address' entry"
+                f"{variable}: {entry!r} is not a valid 'DNS:name' or 'IP:address' entry"
             )
     return checked
 

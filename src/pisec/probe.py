@@ -127,7 +127,7 @@ def explain_tls_error(exc: BaseException, target: ProbeTarget) -> str:
         code = exc.verify_code
         if code in (2, 18, 19, 20, 21):
             return "untrusted CA: the broker's certificate was not issued by the given CA"
-        if code == 62:
+        if code in (62, 64):  # hostname, IP address mismatch
             return f"name mismatch: the broker's certificate does not name {target.host}"
         if code == 10:
             return "the broker's certificate has expired"
@@ -167,6 +167,9 @@ def _handshake(options: ProbeOptions, context: ssl.SSLContext) -> tuple[ProbeRes
             der = tls.getpeercert(binary_form=True)
             version = tls.version()
             cipher = tls.cipher()
+    except (ConnectionRefusedError, socket.gaierror) as exc:
+        # Nothing to check: the broker is not there. An input error, not a finding.
+        raise PisecError(str(target), explain_tls_error(exc, target)) from None
     except (OSError, ssl.SSLError) as exc:
         checks.append(Check("tls handshake", False, explain_tls_error(exc, target)))
         return ProbeResult(str(target)), checks
@@ -193,9 +196,13 @@ def _handshake(options: ProbeOptions, context: ssl.SSLContext) -> tuple[ProbeRes
     )
 
 
+# Mosquitto 2.0 answers a wrong password with "Not authorized" too, so at
+# CONNECT time the two cannot be told apart; say so rather than guess.
 _CONNACK_WORDS = {
     "Bad user name or password": "bad credentials: the broker refused the user name or password",
-    "Not authorized": "not authorised: the broker refused this client",
+    "Not authorized": (
+        "bad credentials or not authorised: the broker refused this client at CONNECT"
+    ),
 }
 
 
@@ -210,15 +217,14 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"pisec-probe-{uuid.uuid4().hex[:12]}",
-        protocol=mqtt.MQTTv311,
+        # MQTT 5 CONNACK reason codes tell bad credentials from not authorised.
+        protocol=mqtt.MQTTv5,
     )
     client.tls_set_context(context)
     if options.username is not None:
         client.username_pw_set(options.username, options.password)
 
-    def on_connect(
-        c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object
-    ) -> None:
+    def on_connect(c: mqtt.Client, _u: object, _f: object, reason: ReasonCode, _p: object) -> None:
         if reason.is_failure:
             failure.append(_CONNACK_WORDS.get(str(reason), f"connection refused: {reason}"))
             connected.set()
@@ -242,7 +248,7 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
     client.on_message = on_message
     deadline = time.monotonic() + options.timeout
     try:
-        client.connect(options.target.host, options.target.port, keepalive=30)
+        client.connect(options.target.host, options.target.port, keepalive=30, clean_start=True)
     except (OSError, ssl.SSLError) as exc:
         return None, Check("mqtt round trip", False, explain_tls_error(exc, options.target))
     client.loop_start()

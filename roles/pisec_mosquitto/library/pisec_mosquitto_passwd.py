@@ -106,9 +106,7 @@ class Pbkdf2Hash:
         return cls(iterations, salt, _derive(password, salt, iterations))
 
     def verifies(self, password: str) -> bool:
-        return hmac.compare_digest(
-            _derive(password, self.salt, self.iterations), self.digest
-        )
+        return hmac.compare_digest(_derive(password, self.salt, self.iterations), self.digest)
 
     def render(self) -> str:
         salt = base64.b64encode(self.salt).decode()

@@ -1,0 +1,191 @@
+"""Fixtures: certificates built with cryptography, and a real mosquitto on loopback."""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def load_passwd_module() -> ModuleType:
+    """The password-file module ships inside the role; import it by path."""
+    path = PROJECT / "roles/pisec_mosquitto/library/pisec_mosquitto_passwd.py"
+    spec = importlib.util.spec_from_file_location("pisec_mosquitto_passwd", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@dataclass(frozen=True)
+class Issued:
+    key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def make_ca(common_name: str) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(key, certificate)
+
+
+def make_server(ca: Issued, common_name: str, sans: list[x509.GeneralName]) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=10))
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(key, certificate)
+
+
+def write_pem(path: Path, issued: Issued, *, key: bool = False) -> Path:
+    if key:
+        path.write_bytes(
+            issued.key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        path.chmod(0o600)
+    else:
+        path.write_bytes(issued.certificate.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Broker:
+    port: int
+    ca_file: Path
+    rogue_ca_file: Path
+    server: Issued
+    username: str
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"mqtts://localhost:{self.port}"
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """mosquitto 2.0 with the settings the role writes, on 127.0.0.1 only."""
+    mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(mosquitto).exists():
+        pytest.fail("mosquitto is not installed: run `make deps`")
+    workdir = tmp_path_factory.mktemp("broker")
+    ca = make_ca("pisec test CA")
+    rogue = make_ca("someone else's CA")
+    server = make_server(
+        ca,
+        "localhost",
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("::1"))],
+    )
+    ca_file = write_pem(workdir / "ca.crt", ca)
+    rogue_ca_file = write_pem(workdir / "rogue-ca.crt", rogue)
+    write_pem(workdir / "server.crt", server)
+    write_pem(workdir / "server.key", server, key=True)
+    passwd = load_passwd_module()
+    password = "correct horse battery staple"
+    hashed = passwd.Pbkdf2Hash.new(password, 1000).render()
+    (workdir / "passwd").write_text(f"probe-user:{hashed}\n")
+    port = free_port()
+    (workdir / "mosquitto.conf").write_text(
+        f"""user root
+per_listener_settings false
+allow_anonymous false
+password_file {workdir}/passwd
+log_dest file {workdir}/mosquitto.log
+listener {port} 127.0.0.1
+cafile {ca_file}
+certfile {workdir}/server.crt
+keyfile {workdir}/server.key
+tls_version tlsv1.2
+"""
+    )
+    process = subprocess.Popen(
+        [mosquitto, "-c", str(workdir / "mosquitto.conf")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log = workdir / "mosquitto.log"
+                    pytest.fail(
+                        f"mosquitto did not start: {log.read_text() if log.exists() else ''}"
+                    )
+                time.sleep(0.05)
+        yield Broker(port, ca_file, rogue_ca_file, server, "probe-user", password)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -1,0 +1,117 @@
+"""pisec probe against a real mosquitto over real TLS on loopback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pisec.cli import PASSWORD_ENV, main
+from tests.conftest import Broker, free_port
+
+pytestmark = pytest.mark.broker
+
+
+def _probe(
+    broker: Broker,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    *extra: str,
+    url: str | None = None,
+    password: str | None = None,
+    ca: Path | None = None,
+) -> tuple[int, dict[str, object]]:
+    monkeypatch.setenv(PASSWORD_ENV, broker.password if password is None else password)
+    code = main(
+        [
+            "probe",
+            url or broker.url,
+            "--ca",
+            str(ca or broker.ca_file),
+            "--username",
+            broker.username,
+            "--timeout",
+            "5",
+            "--json",
+            *extra,
+        ]
+    )
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def _failed_details(result: dict[str, object]) -> list[str]:
+    checks = result["checks"]
+    assert isinstance(checks, list)
+    return [check["detail"] for check in checks if not check["ok"]]
+
+
+def test_round_trip_over_tls(
+    broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, result = _probe(broker, capsys, monkeypatch)
+    assert code == 0, result
+    assert result["ok"] is True
+    assert result["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    assert result["server_serial"] == f"{broker.server.certificate.serial_number:X}"
+    assert result["server_subject"] == "CN=localhost"
+    assert isinstance(result["round_trip_ms"], float) and result["round_trip_ms"] > 0
+    assert isinstance(result["server_days_left"], int) and 8 <= result["server_days_left"] <= 10
+    checks = result["checks"]
+    assert isinstance(checks, list)
+    names = [check["name"] for check in checks]
+    assert names == ["tls handshake", "served chain", "host name", "mqtt round trip"]
+
+
+def test_untrusted_ca_is_named(
+    broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, result = _probe(broker, capsys, monkeypatch, ca=broker.rogue_ca_file)
+    assert code == 1
+    assert _failed_details(result) == [
+        "untrusted CA: the broker's certificate was not issued by the given CA"
+    ]
+
+
+def test_name_mismatch_is_named(
+    broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, result = _probe(broker, capsys, monkeypatch, url=f"mqtts://127.0.0.1:{broker.port}")
+    assert code == 1
+    details = _failed_details(result)
+    assert len(details) == 1 and details[0].startswith("name mismatch")
+
+
+def test_bad_password_is_named(
+    broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, result = _probe(broker, capsys, monkeypatch, password="not the password")
+    assert code == 1
+    assert _failed_details(result) == [
+        "bad credentials or not authorised: the broker refused this client at CONNECT"
+    ]
+
+
+def test_human_output_is_a_table(
+    broker: Broker, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, broker.password)
+    code = main(["probe", broker.url, "--ca", str(broker.ca_file), "--username", broker.username])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "PASS  mqtt round trip" in out
+    assert f"serial              {broker.server.certificate.serial_number:X}" in out
+
+
+def test_absent_broker_is_an_input_error(
+    broker: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()
+    code = main(["probe", f"mqtts://127.0.0.1:{port}", "--ca", str(broker.ca_file)])
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err == (
+        f"pisec: error: mqtts://127.0.0.1:{port}: "
+        "connection refused: nothing listens on that port\n"
+    )
