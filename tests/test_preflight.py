@@ -1,0 +1,112 @@
+"""Bad inventory values stop ansible-playbook before anything changes.
+
+The broker in this inventory does not exist: if the preflight let a bad
+value through, the run would get as far as creating the CA on the control
+node, which the tests check did not happen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PROJECT
+
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+
+INVENTORY = """\
+all:
+  children:
+    pisec_ca:
+      hosts:
+        localhost:
+          ansible_connection: local
+          ansible_python_interpreter: "{{ ansible_playbook_python }}"
+    pisec_brokers:
+      hosts:
+        preflight-broker:
+          ansible_connection: community.docker.docker
+    pisec_clients:
+      hosts:
+        preflight-client:
+          ansible_connection: community.docker.docker
+"""
+
+
+def _run_site(tmp_path: Path, extra_vars: dict[str, object]) -> subprocess.CompletedProcess[str]:
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text(INVENTORY)
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    }
+    return subprocess.run(
+        [
+            str(ANSIBLE_PLAYBOOK),
+            "-i",
+            str(inventory),
+            str(PROJECT / "playbooks/site.yml"),
+            "-e",
+            json.dumps({"pisec_ca_passphrase": "a passphrase long enough", **extra_vars}),
+        ],
+        cwd=PROJECT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "named"),
+    [
+        ({"pisec_ca_key_type": "dsa"}, "pisec_ca_key_type"),
+        ({"pisec_ca_key_type": "rsa", "pisec_ca_key_size": 1024}, "pisec_ca_key_size"),
+        ({"pisec_mosquitto_key_size": 1024}, "pisec_mosquitto_key_size"),
+        ({"pisec_mosquitto_cert_validity_days": 900}, "pisec_mosquitto_cert_validity_days"),
+        ({"pisec_ca_max_leaf_validity_days": 826}, "pisec_ca_max_leaf_validity_days"),
+        ({"pisec_mosquitto_tls_listeners": [{"port": 70000}]}, "pisec_mosquitto_tls_listeners"),
+        ({"pisec_mosquitto_plaintext_port": 0}, "pisec_mosquitto_plaintext_port"),
+        ({"pisec_ca_passphrase": ""}, "pisec_ca_passphrase"),
+        ({"pisec_mosquitto_tls_version": "tlsv1.1"}, "pisec_mosquitto_tls_version"),
+        (
+            {"pisec_mosquitto_users": [{"name": "u", "password": "short"}]},
+            "pisec_mosquitto_password_min_length",
+        ),
+        (
+            {"pisec_mosquitto_extra_subject_alt_names": ["mqtt.example.org"]},
+            "pisec_mosquitto_extra_subject_alt_names",
+        ),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_bad_value_stops_the_run_naming_the_variable(
+    tmp_path: Path, extra_vars: dict[str, object], named: str
+) -> None:
+    result = _run_site(tmp_path, extra_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert named in output, output
+    assert "Preflight" in output
+    assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
+    assert "PLAY [Run the fleet CA]" not in output
+
+
+def test_good_values_pass_the_preflight(tmp_path: Path) -> None:
+    """The control: the same inventory with sane values gets past the
+    preflight, creates the CA, and only then fails on the missing broker."""
+    result = _run_site(tmp_path, {})
+    output = result.stdout + result.stderr
+    assert "PLAY [Run the fleet CA]" in output, output
+    assert (tmp_path / "inventory/.pisec/ca/ca.crt").exists()
+    assert (tmp_path / "inventory/.pisec/ca/ca.key").stat().st_mode & 0o777 == 0o600
+    assert "preflight-broker" in output and "UNREACHABLE" in output
