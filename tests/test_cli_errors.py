@@ -82,3 +82,26 @@ def test_unknown_command(capsys: pytest.CaptureFixture[str]) -> None:
     code, err = _run(["frobnicate"], capsys)
     assert code == 2
     assert err.startswith("pisec: error: pisec: ")
+
+
+def test_closed_pipe_is_quiet(tmp_path: Path) -> None:
+    """`pisec inspect ... | head -1` must not end in a traceback."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pisec.cli import main; "
+        "sys.exit(main(['inspect', '--json', *sys.argv[1:]]))"
+    )
+    bundle = sorted(Path("/usr/share/ca-certificates/mozilla").glob("*.crt"))[:40]
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, *map(str, bundle)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()
+    err = process.stderr.read().decode()
+    assert process.wait(timeout=30) == 0
+    assert err == ""

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pisec.cli import PASSWORD_ENV, main
+from pisec.inspect import serial_hex
 from tests.conftest import Broker, free_port
 
 pytestmark = pytest.mark.broker
@@ -54,7 +55,7 @@ def test_round_trip_over_tls(
     assert code == 0, result
     assert result["ok"] is True
     assert result["tls_version"] in ("TLSv1.2", "TLSv1.3")
-    assert result["server_serial"] == f"{broker.server.certificate.serial_number:X}"
+    assert result["server_serial"] == serial_hex(broker.server.certificate.serial_number)
     assert result["server_subject"] == "CN=localhost"
     assert isinstance(result["round_trip_ms"], float) and result["round_trip_ms"] > 0
     assert isinstance(result["server_days_left"], int) and 8 <= result["server_days_left"] <= 10
@@ -101,7 +102,7 @@ def test_human_output_is_a_table(
     out = capsys.readouterr().out
     assert code == 0
     assert "PASS  mqtt round trip" in out
-    assert f"serial              {broker.server.certificate.serial_number:X}" in out
+    assert f"serial              {serial_hex(broker.server.certificate.serial_number)}" in out
 
 
 def test_absent_broker_is_an_input_error(

@@ -10,13 +10,19 @@ import dataclasses
 import json
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from cryptography.utils import CryptographyDeprecationWarning
+
 from pisec import __version__
+from pisec.certfile import load_items
 from pisec.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, PisecError
+from pisec.inspect import Style, describe, render_text
 from pisec.probe import ProbeOptions, ProbeResult, ProbeTarget, probe
+from pisec.verify import VerifyOptions, VerifyResult, parse_time, verify
 
 PASSWORD_ENV = "PISEC_MQTT_PASSWORD"
 
@@ -33,6 +39,32 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pisec", description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--version", action="version", version=f"pisec {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    inspect_parser = commands.add_parser(
+        "inspect",
+        help="show certificates and CSRs like `openssl x509 -text`",
+        description="Read PEM (one or many blocks) or DER certificates and CSRs and show "
+        "every field, with days left, SHA-256 fingerprint, CA and self-signed first.",
+    )
+    inspect_parser.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    inspect_parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    verify_parser = commands.add_parser(
+        "verify",
+        help="check a certificate against a CA, a key, a host name and a CRL",
+        description="Chain to the CA (intermediates may follow the leaf in CERT), key "
+        "match, host in the SAN, validity at a time, TLS purpose, and revocation.",
+    )
+    verify_parser.add_argument("cert", type=Path, metavar="CERT", help="certificate (PEM/DER)")
+    verify_parser.add_argument("--ca", required=True, type=Path, help="CA certificate(s)")
+    verify_parser.add_argument("--key", type=Path, help="private key that should match")
+    verify_parser.add_argument("--host", help="DNS name or IP address clients use")
+    verify_parser.add_argument("--crl", type=Path, help="CRL of the issuing CA")
+    verify_parser.add_argument("--at", help="ISO 8601 time to check validity at (default: now)")
+    verify_parser.add_argument(
+        "--client", action="store_true", help="check for TLS client, not server, use"
+    )
+    verify_parser.add_argument("--json", action="store_true", help="machine-readable output")
 
     probe_parser = commands.add_parser(
         "probe",
@@ -53,6 +85,60 @@ def _build_parser() -> argparse.ArgumentParser:
     probe_parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     probe_parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
+
+
+def _run_inspect(args: argparse.Namespace, out: TextIO) -> int:
+    facts = [describe(item) for path in args.files for item in load_items(path)]
+    if args.json:
+        json.dump([fact.to_json() for fact in facts], out, indent=2)
+        out.write("\n")
+        return EXIT_OK
+    style = Style(enabled=out.isatty() and "NO_COLOR" not in os.environ)
+    for number, fact in enumerate(facts):
+        if number:
+            out.write("\n")
+        render_text(fact, out, style)
+    return EXIT_OK
+
+
+def _run_verify(args: argparse.Namespace, out: TextIO) -> int:
+    options = VerifyOptions(
+        ca_file=args.ca,
+        cert_file=args.cert,
+        key_file=args.key,
+        host=args.host,
+        crl_file=args.crl,
+        at=parse_time(args.at) if args.at else None,
+        client=args.client,
+    )
+    result = verify(options)
+    if args.json:
+        json.dump(_verify_json(result), out, indent=2)
+        out.write("\n")
+    else:
+        _render_verify(result, out)
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def _verify_json(result: VerifyResult) -> dict[str, Any]:
+    return {
+        "certificate": result.certificate,
+        "subject": result.subject,
+        "serial": result.serial,
+        "at": result.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "chain": list(result.chain),
+        "checks": [dataclasses.asdict(check) for check in result.checks],
+        "ok": result.ok,
+    }
+
+
+def _render_verify(result: VerifyResult, out: TextIO) -> None:
+    out.write(f"certificate  {result.certificate}\n")
+    out.write(f"subject      {result.subject}\n")
+    out.write(f"serial       {result.serial}\n\n")
+    width = max(len(check.name) for check in result.checks)
+    for check in result.checks:
+        out.write(f"{check.status.upper():<4}  {check.name:<{width}}  {check.detail}\n")
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -124,12 +210,19 @@ def _render_probe(result: ProbeResult, out: TextIO) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Real-world CA bundles hold certificates cryptography frowns upon (a zero
+    # serial); pisec reports on them instead of printing library warnings.
+    warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning)
     parser = _build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
+        if args.command == "inspect":
+            return _run_inspect(args, sys.stdout)
+        if args.command == "verify":
+            return _run_verify(args, sys.stdout)
         if args.command == "probe":
             return _run_probe(args, sys.stdout)
     except PisecError as exc:
@@ -138,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("pisec: error: interrupted\n")
         return EXIT_USAGE
+    except BrokenPipeError:
+        # The reader (`| head`) stopped early; it got what it asked for. Point
+        # stdout at /dev/null so that the interpreter's final flush is quiet.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_OK
     parser.error(f"unknown command {args.command!r}")
 
 

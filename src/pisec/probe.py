@@ -23,6 +23,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from pisec.errors import PisecError
+from pisec.inspect import serial_hex
 
 DEFAULT_MQTTS_PORT = 8883
 
@@ -180,7 +181,7 @@ def _handshake(options: ProbeOptions, context: ssl.SSLContext) -> tuple[ProbeRes
     days_left = None
     if der:
         certificate = x509.load_der_x509_certificate(der)
-        serial = f"{certificate.serial_number:X}"
+        serial = serial_hex(certificate.serial_number)
         subject = certificate.subject.rfc4514_string()
         days_left = (certificate.not_valid_after_utc - datetime.now(UTC)).days
     return (

@@ -1,0 +1,167 @@
+"""Read certificates and CSRs from PEM (one or many blocks) or DER files.
+
+Everything a user can hand us by mistake (a directory, an empty file, a
+truncated PEM, a private key, random bytes) becomes a PisecError naming the
+file, never an exception from deep inside a parser.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import (
+    load_der_private_key,
+    load_pem_private_key,
+)
+
+from pisec.errors import PisecError
+
+Kind = Literal["certificate", "csr"]
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END ([A-Z0-9 ]+)-----", re.DOTALL
+)
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+_CERTIFICATE_LABELS = {"CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"}
+_CSR_LABELS = {"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"}
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Item:
+    """One certificate or CSR, with where it came from."""
+
+    source: str
+    index: int  # 1-based position in the file
+    encoding: Literal["PEM", "DER"]
+    value: x509.Certificate | x509.CertificateSigningRequest
+
+    @property
+    def kind(self) -> Kind:
+        return "certificate" if isinstance(self.value, x509.Certificate) else "csr"
+
+
+def read_bytes(path: Path, what: str) -> bytes:
+    """The file's bytes, or a PisecError saying why not."""
+    if path.is_dir():
+        raise PisecError(str(path), f"is a directory, not a {what}")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise PisecError(str(path), "no such file") from None
+    except OSError as exc:
+        raise PisecError(str(path), f"cannot read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise PisecError(str(path), f"larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    if not data.strip():
+        raise PisecError(str(path), "empty file")
+    return data
+
+
+def _label_problem(label: str) -> str | None:
+    if "PRIVATE KEY" in label:
+        return "holds a private key, not a certificate or CSR"
+    if "PUBLIC KEY" in label:
+        return "holds a public key, not a certificate or CSR"
+    if label in ("X509 CRL",):
+        return "holds a CRL, not a certificate or CSR"
+    if label not in _CERTIFICATE_LABELS | _CSR_LABELS:
+        return f"holds a PEM block {label!r}, not a certificate or CSR"
+    return None
+
+
+def _load_pem(path: Path, data: bytes) -> list[Item]:
+    items: list[Item] = []
+    matched_ends = 0
+    for number, block in enumerate(_PEM_BLOCK.finditer(data), start=1):
+        begin, end = block.group(1).decode(), block.group(3).decode()
+        if begin != end:
+            raise PisecError(str(path), f"PEM block {number}: BEGIN {begin} is closed by END {end}")
+        matched_ends += 1
+        problem = _label_problem(begin)
+        if problem is not None:
+            raise PisecError(str(path), problem)
+        pem = block.group(0).replace(b"TRUSTED CERTIFICATE", b"CERTIFICATE")
+        try:
+            value: x509.Certificate | x509.CertificateSigningRequest = (
+                x509.load_pem_x509_certificate(pem)
+                if begin in _CERTIFICATE_LABELS
+                else x509.load_pem_x509_csr(pem)
+            )
+        except ValueError as exc:
+            raise PisecError(
+                str(path), f"PEM block {number} ({begin}) is damaged: {_short(exc)}"
+            ) from None
+        items.append(Item(str(path), number, "PEM", value))
+    begins = len(_PEM_BEGIN.findall(data))
+    if begins > matched_ends:
+        raise PisecError(str(path), "truncated PEM: a BEGIN line has no matching END line")
+    if not items:
+        raise PisecError(str(path), "no certificate or CSR in the PEM data")
+    return items
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def load_items(path: Path) -> list[Item]:
+    """All certificates and CSRs in the file, in file order."""
+    data = read_bytes(path, "certificate or CSR")
+    if b"-----BEGIN" in data:
+        return _load_pem(path, data)
+    for loader in (x509.load_der_x509_certificate, x509.load_der_x509_csr):
+        try:
+            return [Item(str(path), 1, "DER", loader(data))]
+        except ValueError:
+            continue
+    if _is_der_private_key(data):
+        raise PisecError(str(path), "holds a private key, not a certificate or CSR")
+    raise PisecError(str(path), "neither a PEM nor a DER certificate or CSR")
+
+
+def _is_der_private_key(data: bytes) -> bool:
+    try:
+        load_der_private_key(data, password=None)
+    except (ValueError, TypeError):
+        return False
+    return True
+
+
+def load_certificates(path: Path, what: str) -> list[x509.Certificate]:
+    """Certificates only (a CSR is an error naming `what`)."""
+    items = load_items(path)
+    certificates = [item.value for item in items if isinstance(item.value, x509.Certificate)]
+    if len(certificates) != len(items):
+        raise PisecError(str(path), f"holds a CSR where a {what} belongs")
+    return certificates
+
+
+def load_private_key(path: Path) -> PrivateKeyTypes:
+    data = read_bytes(path, "private key")
+    try:
+        if b"-----BEGIN" in data:
+            return load_pem_private_key(data, password=None)
+        return load_der_private_key(data, password=None)
+    except TypeError:
+        raise PisecError(str(path), "the private key is encrypted") from None
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise PisecError(str(path), f"not a private key ({_short(exc)})") from None
+
+
+def load_crl(path: Path) -> x509.CertificateRevocationList:
+    data = read_bytes(path, "CRL")
+    try:
+        if b"-----BEGIN" in data:
+            return x509.load_pem_x509_crl(data)
+        return x509.load_der_x509_crl(data)
+    except ValueError as exc:
+        raise PisecError(str(path), f"not a CRL ({_short(exc)})") from None
