@@ -153,12 +153,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     password = "correct horse battery staple"
     hashed = passwd.Pbkdf2Hash.new(password, 1000).render()
     (workdir / "passwd").write_text(f"probe-user:{hashed}\n")
+    # The ACL pisec deploys by default: a private tree per client id.
+    (workdir / "acl").write_text("pattern readwrite pisec/probe/%c/#\n")
     port = free_port()
     (workdir / "mosquitto.conf").write_text(
         f"""user root
 per_listener_settings false
 allow_anonymous false
 password_file {workdir}/passwd
+acl_file {workdir}/acl
 log_dest file {workdir}/mosquitto.log
 listener {port} 127.0.0.1
 cafile {ca_file}

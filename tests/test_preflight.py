@@ -86,6 +86,31 @@ def _run_site(tmp_path: Path, extra_vars: dict[str, object]) -> subprocess.Compl
             {"pisec_mosquitto_extra_subject_alt_names": ["mqtt.example.org"]},
             "pisec_mosquitto_extra_subject_alt_names",
         ),
+        ({"pisec_fleet_devices": [{"name": "not a CN"}]}, "pisec_fleet_devices"),
+        (
+            {"pisec_fleet_devices": [{"name": "pi-a"}, {"name": "pi-a"}]},
+            "'pi-a' is declared twice",
+        ),
+        (
+            {
+                "pisec_fleet_devices": [{"name": "dash"}],
+                "pisec_mosquitto_users": [{"name": "dash", "password": "a long enough password"}],
+            },
+            "'dash' is declared in both",
+        ),
+        (
+            {"pisec_fleet_acl_patterns": [{"topic": "devices/#/%u", "access": "read"}]},
+            "pisec_fleet_acl_patterns[1]",
+        ),
+        (
+            {
+                "pisec_mosquitto_users": [
+                    {"name": "u", "password": "a long enough password", "acl": [{"topic": "a+"}]}
+                ]
+            },
+            "pisec_mosquitto_users[].acl[1]",
+        ),
+        ({"pisec_mosquitto_tls_listeners": [{"port": 8883, "auth": "psk"}]}, "auth"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )

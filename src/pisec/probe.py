@@ -209,7 +209,10 @@ _CONNACK_WORDS = {
 
 def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float | None, Check]:
     """CONNECT, SUBSCRIBE to a fresh topic, PUBLISH to it, wait for the message."""
-    topic = f"pisec/probe/{uuid.uuid4().hex}"
+    client_id = f"pisec-probe-{uuid.uuid4().hex[:12]}"
+    # Under the client id: pisec's default ACL pattern `pisec/probe/%c/#`
+    # lets any identity use exactly this tree, and no one else's.
+    topic = f"pisec/probe/{client_id}/round-trip"
     payload = uuid.uuid4().bytes
     connected = threading.Event()
     subscribed = threading.Event()
@@ -217,7 +220,7 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
     failure: list[str] = []
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"pisec-probe-{uuid.uuid4().hex[:12]}",
+        client_id=client_id,
         # MQTT 5 CONNACK reason codes tell bad credentials from not authorised.
         protocol=mqtt.MQTTv5,
     )

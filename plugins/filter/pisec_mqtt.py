@@ -1,0 +1,134 @@
+"""Checks for MQTT identities and ACL rules, run before anything changes.
+
+Mosquitto refuses to start on an ACL line it cannot parse, and silently
+never matches a topic filter that breaks MQTT's wildcard rules; both are
+caught here with the entry named.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+# A certificate CN that is also a safe MQTT user name and file name.
+_IDENTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+ACCESS = ("read", "write", "readwrite", "deny")
+MAX_TOPIC_BYTES = 65535
+
+
+def topic_filter_problem(topic: str) -> str | None:
+    """Why mosquitto would reject or never match this topic filter, or None."""
+    if not topic:
+        return "is empty"
+    if len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
+        return f"is longer than {MAX_TOPIC_BYTES} bytes"
+    if "\x00" in topic or "\n" in topic or "\r" in topic:
+        return "contains a NUL or line break"
+    if topic != topic.strip():
+        return "starts or ends with white space (the ACL file would cut it)"
+    levels = topic.split("/")
+    for position, level in enumerate(levels):
+        if "#" in level and (level != "#" or position != len(levels) - 1):
+            return "uses '#' other than as the whole last level"
+        if "+" in level and level != "+":
+            return "uses '+' other than as a whole level"
+    for token in re.findall(r"%.", topic):
+        if token not in ("%c", "%u"):
+            return f"uses {token!r}; patterns know only %c (client id) and %u (user name)"
+    return None
+
+
+def check_identities(entries: Iterable[Any], variable: str) -> list[str]:
+    """Names of users or devices, each a valid CN, none twice."""
+    names: list[str] = []
+    for entry in entries:
+        name = entry.get("name") if isinstance(entry, Mapping) else None
+        if not isinstance(name, str) or not _IDENTITY.match(name):
+            raise AnsibleFilterError(
+                f"{variable}: {name!r} is not a valid identity (1 to 64 letters, digits and "
+                "_.@-, starting with a letter or digit; it becomes the certificate CN and the "
+                "MQTT user name)"
+            )
+        if name in names:
+            raise AnsibleFilterError(f"{variable}: {name!r} is declared twice")
+        names.append(name)
+    return names
+
+
+def check_unique_across(groups: Mapping[str, Iterable[str]]) -> bool:
+    """No identity is both a device and a user (one MQTT name, one ACL)."""
+    seen: dict[str, str] = {}
+    for variable, names in groups.items():
+        for name in names:
+            if name in seen:
+                raise AnsibleFilterError(
+                    f"{name!r} is declared in both {seen[name]} and {variable}: an identity is "
+                    "either a certificate device or a password user"
+                )
+            seen[name] = variable
+    return True
+
+
+def check_acl(
+    rules: Iterable[Any], variable: str, *, patterns: bool = False
+) -> list[dict[str, str]]:
+    """ACL rules `{topic, access}`, normalised; fail naming the bad rule."""
+    checked: list[dict[str, str]] = []
+    for number, rule in enumerate(rules, start=1):
+        where = f"{variable}[{number}]"
+        if not isinstance(rule, Mapping) or "topic" not in rule:
+            raise AnsibleFilterError(f"{where}: {rule!r} needs a topic and an access")
+        topic = rule["topic"]
+        access = rule.get("access", "readwrite")
+        if not isinstance(topic, str):
+            raise AnsibleFilterError(f"{where}: topic {topic!r} is not a string")
+        if access not in ACCESS:
+            raise AnsibleFilterError(
+                f"{where}: access {access!r} is not one of {', '.join(ACCESS)}"
+            )
+        problem = topic_filter_problem(topic)
+        if problem:
+            raise AnsibleFilterError(f"{where}: topic {topic!r} {problem}")
+        if not patterns and re.search(r"%[cu]", topic):
+            raise AnsibleFilterError(
+                f"{where}: topic {topic!r} uses %c/%u, which only pattern rules substitute "
+                "(put it in pisec_mqtt_acl_patterns)"
+            )
+        checked.append({"topic": topic, "access": access})
+    return checked
+
+
+def resolve_devices(devices: Iterable[Any], managed_hosts: Iterable[str]) -> list[dict[str, Any]]:
+    """Devices as `{name, managed, acl}`: names checked, rules checked, and
+    `managed` defaulting to whether the device is a client Pi of the inventory."""
+    devices = list(devices)
+    hosts = set(managed_hosts)
+    check_identities(devices, "pisec_fleet_devices")
+    resolved: list[dict[str, Any]] = []
+    for device in devices:
+        name = device["name"]
+        managed = device.get("managed")
+        if managed is None:
+            managed = name in hosts
+        elif managed and name not in hosts:
+            raise AnsibleFilterError(
+                f"pisec_fleet_devices: {name!r} is managed: true but not a host of pisec_clients"
+            )
+        acl = check_acl(device.get("acl") or [], f"pisec_fleet_devices[{name}].acl")
+        resolved.append({"name": name, "managed": bool(managed), "acl": acl})
+    return resolved
+
+
+class FilterModule:
+    """pisec filters for MQTT identities and ACLs."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "pisec_check_identities": check_identities,
+            "pisec_check_unique_across": check_unique_across,
+            "pisec_check_acl": check_acl,
+            "pisec_resolve_devices": resolve_devices,
+        }

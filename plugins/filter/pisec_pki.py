@@ -1,0 +1,74 @@
+"""Serial numbers and revocation entries for the fleet CA.
+
+Serials are kept in the form `openssl x509 -serial` and `pisec inspect`
+print (uppercase hex, whole bytes), so that an operator can paste one into
+`playbooks/revoke.yml -e serial=...` from either tool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+REASONS = (
+    "unspecified",
+    "key_compromise",
+    "affiliation_changed",
+    "superseded",
+    "cessation_of_operation",
+    "privilege_withdrawn",
+)
+
+
+def serial_hex(serial: Any) -> str:
+    """An integer serial as openssl prints it: uppercase hex in whole bytes."""
+    try:
+        number = int(serial)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(f"serial {serial!r} is not an integer") from None
+    if number < 0:
+        raise AnsibleFilterError(f"serial {serial!r} is negative")
+    digits = f"{number:X}"
+    return digits if len(digits) % 2 == 0 else "0" + digits
+
+
+def revocation(serial: str, cn: str, reason: str, at: str) -> dict[str, str]:
+    """One entry of the CA's revocation record."""
+    if reason not in REASONS:
+        raise AnsibleFilterError(f"revocation reason {reason!r} is not one of {', '.join(REASONS)}")
+    return {"serial": serial, "cn": cn, "reason": reason, "revoked_at": at}
+
+
+def crl_entry(record: Mapping[str, Any]) -> dict[str, str]:
+    """A revocation record entry as community.crypto.x509_crl takes it
+    (serial_numbers: hex-octets)."""
+    try:
+        serial = str(record["serial"]).replace(":", "").upper()
+        revoked_at = str(record["revoked_at"])
+    except (KeyError, TypeError):
+        raise AnsibleFilterError(
+            f"revocation record entry {record!r} lacks serial or revoked_at"
+        ) from None
+    if not serial or any(c not in "0123456789ABCDEF" for c in serial):
+        raise AnsibleFilterError(f"revocation record: serial {serial!r} is not hex")
+    if len(serial) % 2:
+        serial = "0" + serial
+    octets = ":".join(serial[i : i + 2] for i in range(0, len(serial), 2))
+    entry = {"serial_number": octets, "revocation_date": revoked_at}
+    reason = record.get("reason")
+    if reason and reason != "unspecified":
+        entry["reason"] = str(reason)
+    return entry
+
+
+class FilterModule:
+    """pisec filters for the CA's serials and revocations."""
+
+    def filters(self) -> dict[str, Callable[..., Any]]:
+        return {
+            "pisec_serial_hex": serial_hex,
+            "pisec_revocation": revocation,
+            "pisec_crl_entry": crl_entry,
+        }

@@ -1,0 +1,107 @@
+"""Identity, ACL and revocation-record checks used by the roles."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from plugins.filter.pisec_mqtt import (
+    check_acl,
+    check_unique_across,
+    resolve_devices,
+    topic_filter_problem,
+)
+from plugins.filter.pisec_pki import crl_entry, revocation, serial_hex
+
+
+@pytest.mark.parametrize(
+    "topic", ["a/b", "devices/%u/#", "+/+/temp", "#", "+", "pisec/probe/%c/#", "a//b", "/"]
+)
+def test_valid_topic_filters(topic: str) -> None:
+    assert topic_filter_problem(topic) is None
+
+
+@pytest.mark.parametrize(
+    ("topic", "why"),
+    [
+        ("", "is empty"),
+        ("a/#/b", "'#' other than as the whole last level"),
+        ("a/b#", "'#' other than as the whole last level"),
+        ("a/b+/c", "'+' other than as a whole level"),
+        ("a\x00b", "NUL or line break"),
+        ("a\nb", "NUL or line break"),
+        (" a/b", "white space"),
+        ("a/%x", "%c (client id) and %u (user name)"),
+        ("x" * 65536, "longer than 65535 bytes"),
+    ],
+)
+def test_topic_filters_mosquitto_would_reject(topic: str, why: str) -> None:
+    problem = topic_filter_problem(topic)
+    assert problem is not None and why in problem
+
+
+def test_acl_rule_errors_name_the_entry() -> None:
+    with pytest.raises(
+        AnsibleFilterError, match=r"^pisec_mosquitto_users\[\]\.acl\[2\]: topic 'a/#/b'"
+    ):
+        check_acl(
+            [{"topic": "a/b"}, {"topic": "a/#/b", "access": "read"}], "pisec_mosquitto_users[].acl"
+        )
+    with pytest.raises(AnsibleFilterError, match="access 'rw' is not one of"):
+        check_acl([{"topic": "a", "access": "rw"}], "x")
+    with pytest.raises(AnsibleFilterError, match="only pattern rules substitute"):
+        check_acl([{"topic": "devices/%u/#"}], "x")
+    assert check_acl([{"topic": "devices/%u/#"}], "x", patterns=True) == [
+        {"topic": "devices/%u/#", "access": "readwrite"}
+    ]
+
+
+def test_devices_resolve_managed_from_the_inventory() -> None:
+    devices = [
+        {"name": "pi-a"},
+        {"name": "esp32-door", "acl": [{"topic": "door/#", "access": "write"}]},
+        {"name": "pi-b", "managed": False},
+    ]
+    assert resolve_devices(devices, ["pi-a", "pi-b"]) == [
+        {"name": "pi-a", "managed": True, "acl": []},
+        {"name": "esp32-door", "managed": False, "acl": [{"topic": "door/#", "access": "write"}]},
+        {"name": "pi-b", "managed": False, "acl": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("devices", "why"),
+    [
+        ([{"name": "pi a"}], "'pi a' is not a valid identity"),
+        ([{"name": "x" * 65}], "is not a valid identity"),
+        ([{"name": "-lead"}], "is not a valid identity"),
+        ([{"name": "pi-a"}, {"name": "pi-a"}], "'pi-a' is declared twice"),
+        ([{"name": "pi-z", "managed": True}], "not a host of pisec_clients"),
+        ([{"name": "pi-a", "acl": [{"topic": "a/#/b"}]}], r"pisec_fleet_devices\[pi-a\]\.acl\[1\]"),
+    ],
+)
+def test_bad_devices_are_named(devices: list[dict[str, object]], why: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=why):
+        resolve_devices(devices, ["pi-a"])
+
+
+def test_an_identity_is_a_device_or_a_user_not_both() -> None:
+    assert check_unique_across({"users": ["dash"], "devices": ["pi-a"]})
+    with pytest.raises(AnsibleFilterError, match="'pi-a' is declared in both users and devices"):
+        check_unique_across({"users": ["pi-a"], "devices": ["pi-a"]})
+
+
+def test_serials_and_crl_entries() -> None:
+    assert serial_hex(0x3B5) == "03B5"
+    assert serial_hex(255) == "FF"
+    record = revocation("03B5", "pi-a", "key_compromise", "20261125053000Z")
+    assert crl_entry(record) == {
+        "serial_number": "03:B5",
+        "revocation_date": "20261125053000Z",
+        "reason": "key_compromise",
+    }
+    assert "reason" not in crl_entry(revocation("FF", "pi-b", "unspecified", "20261125053000Z"))
+    with pytest.raises(AnsibleFilterError, match="not one of"):
+        revocation("FF", "pi-b", "bored", "20261125053000Z")
+    with pytest.raises(AnsibleFilterError, match="is not hex"):
+        crl_entry({"serial": "XYZ", "revoked_at": "20261125053000Z"})
