@@ -95,6 +95,24 @@ def make_server(ca: Issued, common_name: str, sans: list[x509.GeneralName]) -> I
     return Issued(key, certificate)
 
 
+def make_client(ca: Issued, common_name: str) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=10))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca.key, hashes.SHA256())
+    )
+    return Issued(key, certificate)
+
+
 def write_pem(path: Path, issued: Issued, *, key: bool = False) -> Path:
     if key:
         path.write_bytes(
@@ -125,6 +143,9 @@ class Broker:
     server: Issued
     username: str
     password: str
+    mtls_port: int
+    client_cert: Path
+    client_key: Path
 
     @property
     def url(self) -> str:
@@ -145,6 +166,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
         "localhost",
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("::1"))],
     )
+    client = make_client(ca, "sensor-01")
+    client_cert = write_pem(workdir / "client.crt", client)
+    client_key = write_pem(workdir / "client.key", client, key=True)
     ca_file = write_pem(workdir / "ca.crt", ca)
     rogue_ca_file = write_pem(workdir / "rogue-ca.crt", rogue)
     write_pem(workdir / "server.crt", server)
@@ -156,6 +180,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     # The ACL pisec deploys by default: a private tree per client id.
     (workdir / "acl").write_text("pattern readwrite pisec/probe/%c/#\n")
     port = free_port()
+    mtls_port = free_port()
     (workdir / "mosquitto.conf").write_text(
         f"""user root
 per_listener_settings false
@@ -168,6 +193,13 @@ cafile {ca_file}
 certfile {workdir}/server.crt
 keyfile {workdir}/server.key
 tls_version tlsv1.2
+listener {mtls_port} 127.0.0.1
+cafile {ca_file}
+certfile {workdir}/server.crt
+keyfile {workdir}/server.key
+tls_version tlsv1.2
+require_certificate true
+use_identity_as_username true
 """
     )
     process = subprocess.Popen(
@@ -188,7 +220,17 @@ tls_version tlsv1.2
                         f"mosquitto did not start: {log.read_text() if log.exists() else ''}"
                     )
                 time.sleep(0.05)
-        yield Broker(port, ca_file, rogue_ca_file, server, "probe-user", password)
+        yield Broker(
+            port,
+            ca_file,
+            rogue_ca_file,
+            server,
+            "probe-user",
+            password,
+            mtls_port,
+            client_cert,
+            client_key,
+        )
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -38,10 +38,17 @@ all:
 """
 
 
-def _run_site(tmp_path: Path, extra_vars: dict[str, object]) -> subprocess.CompletedProcess[str]:
+def run_playbook(
+    tmp_path: Path,
+    playbook: str,
+    extra_vars: dict[str, object],
+    *,
+    fresh_inventory: bool = True,
+) -> subprocess.CompletedProcess[str]:
     inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    (inventory / "hosts.yml").write_text(INVENTORY)
+    if fresh_inventory:
+        inventory.mkdir()
+        (inventory / "hosts.yml").write_text(INVENTORY)
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"),
@@ -53,7 +60,7 @@ def _run_site(tmp_path: Path, extra_vars: dict[str, object]) -> subprocess.Compl
             str(ANSIBLE_PLAYBOOK),
             "-i",
             str(inventory),
-            str(PROJECT / "playbooks/site.yml"),
+            str(PROJECT / "playbooks" / playbook),
             "-e",
             json.dumps({"pisec_ca_passphrase": "a passphrase long enough", **extra_vars}),
         ],
@@ -117,7 +124,7 @@ def _run_site(tmp_path: Path, extra_vars: dict[str, object]) -> subprocess.Compl
 def test_bad_value_stops_the_run_naming_the_variable(
     tmp_path: Path, extra_vars: dict[str, object], named: str
 ) -> None:
-    result = _run_site(tmp_path, extra_vars)
+    result = run_playbook(tmp_path, "site.yml", extra_vars)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert named in output, output
@@ -129,7 +136,7 @@ def test_bad_value_stops_the_run_naming_the_variable(
 def test_good_values_pass_the_preflight(tmp_path: Path) -> None:
     """The control: the same inventory with sane values gets past the
     preflight, creates the CA, and only then fails on the missing broker."""
-    result = _run_site(tmp_path, {})
+    result = run_playbook(tmp_path, "site.yml", {})
     output = result.stdout + result.stderr
     assert "PLAY [Run the fleet CA]" in output, output
     assert (tmp_path / "inventory/.pisec/ca/ca.crt").exists()

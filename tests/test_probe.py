@@ -116,3 +116,41 @@ def test_absent_broker_is_an_input_error(
         f"pisec: error: mqtts://127.0.0.1:{port}: "
         "connection refused: nothing listens on that port\n"
     )
+
+
+def test_client_certificate_on_an_mtls_listener(
+    broker: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The certificate's CN is the identity: the round trip needs no password."""
+    url = f"mqtts://localhost:{broker.mtls_port}"
+    code = main(
+        [
+            "probe",
+            url,
+            "--ca",
+            str(broker.ca_file),
+            "--cert",
+            str(broker.client_cert),
+            "--key",
+            str(broker.client_key),
+            "--json",
+            "--timeout",
+            "5",
+        ]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    assert result["ok"] is True
+
+
+def test_mtls_listener_without_a_certificate_is_refused(
+    broker: Broker, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"mqtts://localhost:{broker.mtls_port}"
+    code = main(["probe", url, "--ca", str(broker.ca_file), "--json", "--timeout", "5"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert not result["ok"]
+    assert any(
+        not check["ok"] and "client certificate" in check["detail"] for check in result["checks"]
+    ), result["checks"]

@@ -157,6 +157,24 @@ def explain_tls_error(exc: BaseException, target: ProbeTarget) -> str:
     return str(exc)
 
 
+def _post_handshake_refusal(tls: ssl.SSLSocket, timeout: float) -> str | None:
+    """In TLS 1.3 a server that requires a client certificate says so only
+    after the handshake, with an alert. Listen briefly for it; a server that
+    is waiting for MQTT's CONNECT stays silent."""
+    tls.settimeout(min(0.5, timeout))
+    try:
+        data = tls.recv(1)
+    except TimeoutError:
+        return None
+    except ssl.SSLError as exc:
+        return explain_tls_error(exc, ProbeTarget("", 0))
+    except OSError as exc:
+        return f"the broker closed the connection after the handshake ({exc.strerror or exc})"
+    if not data:
+        return "the broker closed the connection after the handshake"
+    return None
+
+
 def _handshake(options: ProbeOptions, context: ssl.SSLContext) -> tuple[ProbeResult, list[Check]]:
     target = options.target
     checks: list[Check] = []
@@ -168,6 +186,11 @@ def _handshake(options: ProbeOptions, context: ssl.SSLContext) -> tuple[ProbeRes
             der = tls.getpeercert(binary_form=True)
             version = tls.version()
             cipher = tls.cipher()
+            if options.cert_file is None:
+                refusal = _post_handshake_refusal(tls, options.timeout)
+                if refusal:
+                    checks.append(Check("tls handshake", False, refusal))
+                    return ProbeResult(str(target), tls_version=version), checks
     except (ConnectionRefusedError, socket.gaierror) as exc:
         # Nothing to check: the broker is not there. An input error, not a finding.
         raise PisecError(str(target), explain_tls_error(exc, target)) from None
