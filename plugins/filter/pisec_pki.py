@@ -7,7 +7,9 @@ print (uppercase hex, whole bytes), so that an operator can paste one into
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -63,6 +65,36 @@ def crl_entry(record: Mapping[str, Any]) -> dict[str, str]:
     return entry
 
 
+def _asn1_time(text: Any, field: str) -> datetime:
+    try:
+        return datetime.strptime(str(text), "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise AnsibleFilterError(f"certificate {field} {text!r} is not an ASN.1 time") from None
+
+
+def renewal_due(
+    info: Mapping[str, Any],
+    fraction_left: float,
+    jitter: float = 0.0,
+    force: bool = False,
+    now: datetime | None = None,
+) -> bool:
+    """Whether a certificate (community.crypto.x509_certificate_info output)
+    should be renewed: forced, expired, not yet valid, or with less than
+    `fraction_left` (plus a random share of `jitter`) of its lifetime left."""
+    if force:
+        return True
+    not_before = _asn1_time(info.get("not_before"), "not_before")
+    not_after = _asn1_time(info.get("not_after"), "not_after")
+    moment = now or datetime.now(UTC)
+    if moment < not_before or moment >= not_after:
+        return True
+    lifetime = (not_after - not_before).total_seconds()
+    left = (not_after - moment).total_seconds()
+    threshold = float(fraction_left) + float(jitter) * random.random()
+    return left < lifetime * threshold
+
+
 class FilterModule:
     """pisec filters for the CA's serials and revocations."""
 
@@ -71,4 +103,5 @@ class FilterModule:
             "pisec_serial_hex": serial_hex,
             "pisec_revocation": revocation,
             "pisec_crl_entry": crl_entry,
+            "pisec_renewal_due": renewal_due,
         }
