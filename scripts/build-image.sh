@@ -10,9 +10,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 . "$here/lib.sh"
 
-# Raspberry Pi OS (bookworm) ships these on every image; the roles rely on
-# nothing more than a fresh Pi has.
-packages=python3,python3-apt,systemd,systemd-sysv,dbus,iproute2,ca-certificates,openssl,procps
+# Raspberry Pi OS (bookworm) ships these on every image (sshd is enabled with
+# `ssh` in the boot partition); the roles rely on nothing more than a fresh
+# Pi has.
+packages=python3,python3-apt,systemd,systemd-sysv,dbus,iproute2,ca-certificates,openssl,procps,openssh-server
 
 repo="${PISEC_IMAGE_REPO:-pisec/bookworm-systemd}"
 tag="$(sha256sum "$0" | cut -c1-12)"
@@ -49,6 +50,23 @@ for unit in getty@tty1.service console-getty.service systemd-udevd.service \
             systemd-journald-audit.socket; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+# Host keys are made per container at first boot, never baked into the image.
+rm -f "$root"/etc/ssh/ssh_host_*
+cat >"$root/etc/systemd/system/pisec-ssh-hostkeys.service" <<'UNIT'
+[Unit]
+Description=Generate this Pi's SSH host keys on first boot
+Before=ssh.service
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+ln -sf /etc/systemd/system/pisec-ssh-hostkeys.service \
+  "$root/etc/systemd/system/multi-user.target.wants/pisec-ssh-hostkeys.service"
 printf 'pisec-pi\n' >"$root/etc/hostname"
 : >"$root/etc/machine-id"
 # Package lists as a Pi that has run `apt update` once has them (debootstrap

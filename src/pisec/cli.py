@@ -20,6 +20,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from pisec import __version__
 from pisec.certfile import load_items
 from pisec.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, PisecError
+from pisec.fleet import FleetHost, HostReport, hosts_from_inventory, read_over_ssh, survey
 from pisec.inspect import Style, describe, render_text
 from pisec.probe import ProbeOptions, ProbeResult, ProbeTarget, probe
 from pisec.verify import VerifyOptions, VerifyResult, parse_time, verify
@@ -65,6 +66,37 @@ def _build_parser() -> argparse.ArgumentParser:
         "--client", action="store_true", help="check for TLS client, not server, use"
     )
     verify_parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    fleet_parser = commands.add_parser(
+        "fleet", help="look at every host of an Ansible inventory over SSH"
+    )
+    fleet_commands = fleet_parser.add_subparsers(
+        dest="fleet_command", required=True, parser_class=_Parser
+    )
+    certs_parser = fleet_commands.add_parser(
+        "certs",
+        help="list the certificates pisec manages on every host, and what is due",
+        description="Connect to every broker and client Pi of the inventory over SSH, in "
+        "parallel, and list each certificate pisec manages with serial, days left and "
+        "whether it is due. Exits 1 when anything is due, expired or unreachable.",
+    )
+    certs_parser.add_argument("-i", "--inventory", required=True, help="Ansible inventory")
+    certs_parser.add_argument("--due", action="store_true", help="show only what needs action")
+    certs_parser.add_argument("--json", action="store_true", help="machine-readable output")
+    certs_parser.add_argument(
+        "--timeout", type=float, default=10.0, help="SSH connect timeout in seconds"
+    )
+    certs_parser.add_argument(
+        "--known-hosts",
+        type=Path,
+        help="extra known_hosts file; unknown host keys are refused, never accepted",
+    )
+    certs_parser.add_argument(
+        "--fraction-left",
+        type=float,
+        default=1 / 3,
+        help="due when less than this share of the lifetime is left (default 1/3)",
+    )
 
     probe_parser = commands.add_parser(
         "probe",
@@ -139,6 +171,98 @@ def _render_verify(result: VerifyResult, out: TextIO) -> None:
     width = max(len(check.name) for check in result.checks)
     for check in result.checks:
         out.write(f"{check.status.upper():<4}  {check.name:<{width}}  {check.detail}\n")
+
+
+def _run_fleet_certs(args: argparse.Namespace, out: TextIO) -> int:
+    if not 0 < args.fraction_left < 1:
+        raise PisecError("--fraction-left", f"must be between 0 and 1 (is {args.fraction_left})")
+    if args.known_hosts is not None and not args.known_hosts.is_file():
+        raise PisecError(str(args.known_hosts), "no such known_hosts file")
+    hosts = hosts_from_inventory(args.inventory)
+    known_hosts: Path | None = args.known_hosts
+
+    def reader(host: FleetHost, timeout: float) -> str:
+        return read_over_ssh(host, timeout, known_hosts)
+
+    show_progress = sys.stderr.isatty() and not args.json
+
+    def progress(text: str) -> None:
+        sys.stderr.write(f"\rchecking {len(hosts)} hosts over SSH: {text:<40}")
+        sys.stderr.flush()
+
+    reports = survey(
+        hosts,
+        timeout=args.timeout,
+        fraction_left=args.fraction_left,
+        progress=progress if show_progress else None,
+        reader=reader,
+    )
+    if show_progress:
+        sys.stderr.write("\r" + " " * 80 + "\r")
+    needs_action = any(not r.reachable or any(i.due for i in r.items) for r in reports)
+    if args.json:
+        json.dump([_report_json(report, args.due) for report in reports], out, indent=2)
+        out.write("\n")
+    else:
+        _render_fleet(reports, args.due, out)
+    return EXIT_CHECK_FAILED if needs_action else EXIT_OK
+
+
+def _iso_or_none(moment: Any) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _report_json(report: HostReport, only_due: bool) -> dict[str, Any]:
+    return {
+        "host": report.host,
+        "reachable": report.reachable,
+        "error": report.error,
+        "certificates": [
+            {
+                "role": item.role,
+                "path": item.path,
+                "serial": item.serial,
+                "not_before": _iso_or_none(item.not_before),
+                "not_after": _iso_or_none(item.not_after),
+                "days_left": item.days_left,
+                "due": item.due,
+                "problem": item.problem,
+            }
+            for item in report.items
+            if item.due or not only_due
+        ],
+    }
+
+
+def _render_fleet(reports: list[HostReport], only_due: bool, out: TextIO) -> None:
+    rows = [("HOST", "WHAT", "SERIAL", "NOT AFTER", "DAYS", "STATUS")]
+    for report in reports:
+        if not report.reachable:
+            rows.append((report.host, "-", "-", "-", "-", f"UNREACHABLE {report.error}"))
+            continue
+        for item in report.items:
+            if only_due and not item.due:
+                continue
+            if item.problem:
+                status = item.problem
+            elif item.days_left is not None and item.days_left < 0:
+                status = "EXPIRED"
+            else:
+                status = "DUE" if item.due else "ok"
+            rows.append(
+                (
+                    report.host,
+                    item.role,
+                    item.serial or "-",
+                    (_iso_or_none(item.not_after) or "-")[:10],
+                    "-" if item.days_left is None else str(item.days_left),
+                    status,
+                )
+            )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -225,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run_verify(args, sys.stdout)
         if args.command == "probe":
             return _run_probe(args, sys.stdout)
+        if args.command == "fleet" and args.fleet_command == "certs":
+            return _run_fleet_certs(args, sys.stdout)
     except PisecError as exc:
         sys.stderr.write(f"pisec: error: {exc.what}: {exc.why}\n")
         return EXIT_USAGE

@@ -1,0 +1,279 @@
+"""`pisec fleet certs`: what every host of the fleet holds, and what is due.
+
+Hosts come from the Ansible inventory (`ansible-inventory --list`), so the
+fleet is described once. Each host is reached over SSH with Fabric, in
+parallel; only public files are read (certificates and the CRL), so no
+privilege escalation is needed. Certificates are parsed here, with the same
+due rule the roles apply (less than a third of the lifetime left).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from pisec.errors import PisecError
+from pisec.inspect import serial_hex
+
+# What pisec manages on a host, by role. Public files only.
+MANAGED_FILES = (
+    ("broker server", "/etc/mosquitto/certs/pisec-server.crt"),
+    ("broker CRL", "/etc/mosquitto/certs/pisec-ca.crl"),
+    ("device client", "/etc/pisec/tls/client.crt"),
+)
+FLEET_GROUPS = ("pisec_brokers", "pisec_clients")
+MARKER = "==> pisec-file "
+
+
+@dataclass(frozen=True)
+class FleetHost:
+    name: str
+    address: str
+    port: int
+    user: str | None
+    key_file: str | None
+
+
+@dataclass(frozen=True)
+class HeldCertificate:
+    host: str
+    role: str
+    path: str
+    serial: str | None
+    not_before: datetime | None
+    not_after: datetime | None
+    days_left: int | None
+    due: bool
+    problem: str | None = None
+
+
+@dataclass(frozen=True)
+class HostReport:
+    host: str
+    reachable: bool
+    error: str | None
+    items: tuple[HeldCertificate, ...]
+
+
+def _first(values: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = values.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def hosts_from_inventory(
+    inventory: str, runner: Callable[[list[str]], str] | None = None
+) -> list[FleetHost]:
+    """Brokers and client Pis of the inventory with their SSH coordinates:
+    `pisec_ssh_*` where set (e.g. for container fleets Ansible reaches
+    otherwise), else Ansible's own `ansible_host`, `ansible_port`, ..."""
+    if runner is None:
+        runner = _run_ansible_inventory
+    raw = runner(["--list", "-i", inventory])
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError:
+        raise PisecError(inventory, "ansible-inventory did not return JSON") from None
+    hostvars: Mapping[str, Mapping[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+    names: list[str] = []
+    for group in FLEET_GROUPS:
+        names.extend(_group_hosts(data, group))
+    if not names:
+        raise PisecError(inventory, "no hosts in pisec_brokers or pisec_clients")
+    hosts = []
+    for name in dict.fromkeys(names):
+        values = hostvars.get(name, {})
+        port = _first(values, "pisec_ssh_port", "ansible_port", "ansible_ssh_port") or 22
+        try:
+            port_number = int(port)
+        except (TypeError, ValueError):
+            raise PisecError(inventory, f"{name}: SSH port {port!r} is not a number") from None
+        hosts.append(
+            FleetHost(
+                name=name,
+                address=str(_first(values, "pisec_ssh_host", "ansible_host") or name),
+                port=port_number,
+                user=_first(values, "pisec_ssh_user", "ansible_user", "ansible_ssh_user"),
+                key_file=_first(values, "pisec_ssh_key", "ansible_ssh_private_key_file"),
+            )
+        )
+    return hosts
+
+
+def _group_hosts(data: Mapping[str, Any], group: str, seen: set[str] | None = None) -> list[str]:
+    seen = seen or set()
+    if group in seen:
+        return []
+    seen.add(group)
+    entry = data.get(group, {})
+    hosts = list(entry.get("hosts", []))
+    for child in entry.get("children", []):
+        hosts.extend(_group_hosts(data, child, seen))
+    return hosts
+
+
+def _run_ansible_inventory(args: list[str]) -> str:
+    tool = Path(sys.executable).parent / "ansible-inventory"
+    command = str(tool) if tool.exists() else shutil.which("ansible-inventory")
+    if command is None:
+        raise PisecError("ansible-inventory", "not installed (run `make venv`)")
+    result = subprocess.run([command, *args], capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+        raise PisecError(args[-1], f"ansible-inventory: {last}")
+    return result.stdout
+
+
+def remote_command() -> str:
+    """Print every managed file that exists, each after a marker line."""
+    parts = []
+    for _, path in MANAGED_FILES:
+        quoted = shlex.quote(path)
+        parts.append(
+            f"if [ -r {quoted} ]; then echo {shlex.quote(MARKER + path)}; cat {quoted}; fi"
+        )
+    return "; ".join(parts) + "; true"
+
+
+def split_files(output: str) -> dict[str, bytes]:
+    files: dict[str, list[str]] = {}
+    current: str | None = None
+    for line in output.splitlines(keepends=True):
+        if line.startswith(MARKER):
+            current = line[len(MARKER) :].strip()
+            files[current] = []
+        elif current is not None:
+            files[current].append(line)
+    return {path: "".join(lines).encode() for path, lines in files.items()}
+
+
+def is_due(not_before: datetime, not_after: datetime, now: datetime, fraction_left: float) -> bool:
+    if now < not_before or now >= not_after:
+        return True
+    lifetime = (not_after - not_before).total_seconds()
+    return (not_after - now).total_seconds() < lifetime * fraction_left
+
+
+def assess(
+    host: str, files: Mapping[str, bytes], now: datetime, fraction_left: float, crl_days: int
+) -> list[HeldCertificate]:
+    held: list[HeldCertificate] = []
+    for role, path in MANAGED_FILES:
+        data = files.get(path)
+        if data is None:
+            continue
+        try:
+            if role.endswith("CRL"):
+                crl = x509.load_pem_x509_crl(data)
+                next_update = crl.next_update_utc
+                days = None if next_update is None else (next_update - now).days
+                held.append(
+                    HeldCertificate(
+                        host,
+                        role,
+                        path,
+                        None,
+                        crl.last_update_utc,
+                        next_update,
+                        days,
+                        next_update is None or (next_update - now).days < crl_days,
+                    )
+                )
+                continue
+            certificate = x509.load_pem_x509_certificate(data)
+        except ValueError as exc:
+            held.append(
+                HeldCertificate(
+                    host, role, path, None, None, None, None, True, f"unreadable: {exc}"
+                )
+            )
+            continue
+        not_before = certificate.not_valid_before_utc
+        not_after = certificate.not_valid_after_utc
+        held.append(
+            HeldCertificate(
+                host,
+                role,
+                path,
+                serial_hex(certificate.serial_number),
+                not_before,
+                not_after,
+                (not_after - now).days,
+                is_due(not_before, not_after, now, fraction_left),
+            )
+        )
+    return held
+
+
+def read_over_ssh(host: FleetHost, timeout: float, known_hosts: Path | None = None) -> str:
+    """Run remote_command() on the host. Host keys must already be known
+    (the user's and the system's known_hosts, plus `known_hosts`): an
+    unknown or changed key is refused, never silently accepted."""
+    import paramiko  # imported here: paramiko is slow to import
+    from fabric import Connection
+
+    connect_kwargs: dict[str, Any] = {"look_for_keys": True, "allow_agent": True}
+    if host.key_file:
+        connect_kwargs["key_filename"] = str(Path(host.key_file).expanduser())
+    connection = Connection(
+        host.address,
+        user=host.user,
+        port=host.port,
+        connect_timeout=timeout,
+        connect_kwargs=connect_kwargs,
+    )
+    connection.client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    if known_hosts is not None:
+        connection.client.load_host_keys(str(known_hosts))
+    with connection:
+        result = connection.run(remote_command(), hide=True, warn=True, timeout=timeout * 3)
+        if result.exited != 0:
+            raise OSError(f"remote command exited {result.exited}: {result.stderr.strip()[:200]}")
+        return str(result.stdout)
+
+
+def survey(
+    hosts: Iterable[FleetHost],
+    *,
+    timeout: float = 10.0,
+    fraction_left: float = 1 / 3,
+    crl_days: int = 10,
+    progress: Callable[[str], None] | None = None,
+    reader: Callable[[FleetHost, float], str] = read_over_ssh,
+) -> list[HostReport]:
+    hosts = list(hosts)
+    now = datetime.now(UTC)
+    reports: dict[str, HostReport] = {}
+    with ThreadPoolExecutor(max_workers=min(16, max(1, len(hosts)))) as pool:
+        futures = {pool.submit(reader, host, timeout): host for host in hosts}
+        for done, future in enumerate(as_completed(futures), start=1):
+            host = futures[future]
+            try:
+                output = future.result()
+            except Exception as exc:  # every failure is a finding about that host
+                reports[host.name] = HostReport(host.name, False, _explain(exc, host), ())
+            else:
+                items = assess(host.name, split_files(output), now, fraction_left, crl_days)
+                reports[host.name] = HostReport(host.name, True, None, tuple(items))
+            if progress:
+                progress(f"[{done}/{len(hosts)}] {host.name}")
+    return [reports[host.name] for host in hosts]
+
+
+def _explain(exc: BaseException, host: FleetHost) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    where = f"{host.user + '@' if host.user else ''}{host.address}:{host.port}"
+    return f"{where}: {type(exc).__name__}: {text}"[:300]

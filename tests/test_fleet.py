@@ -1,0 +1,139 @@
+"""pisec fleet certs: inventory reading, due rule, report and exit codes.
+
+The SSH transport is exercised for real by the Molecule scenario `rotation`;
+here a reader stands in for it so that every outcome can be set up.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+import pisec.cli
+import pisec.fleet
+from pisec.cli import main
+from pisec.fleet import FleetHost, hosts_from_inventory, is_due, remote_command, split_files
+from tests.certs import build, name, new_key
+
+INVENTORY = {
+    "_meta": {
+        "hostvars": {
+            "broker-1": {"ansible_host": "192.0.2.10", "ansible_user": "pi"},
+            "sensor-1": {
+                "ansible_connection": "community.docker.docker",
+                "pisec_ssh_host": "172.30.0.5",
+                "pisec_ssh_port": "2222",
+                "pisec_ssh_user": "root",
+                "pisec_ssh_key": "~/.ssh/demo",
+            },
+        }
+    },
+    "all": {"children": ["pisec_brokers", "pisec_pis"]},
+    "pisec_pis": {"children": ["pisec_clients"]},
+    "pisec_brokers": {"hosts": ["broker-1"]},
+    "pisec_clients": {"hosts": ["sensor-1"]},
+}
+
+
+def test_hosts_come_from_the_inventory() -> None:
+    hosts = hosts_from_inventory("inv", runner=lambda _args: json.dumps(INVENTORY))
+    assert hosts == [
+        FleetHost("broker-1", "192.0.2.10", 22, "pi", None),
+        FleetHost("sensor-1", "172.30.0.5", 2222, "root", "~/.ssh/demo"),
+    ]
+
+
+def test_the_remote_side_prints_each_file_after_a_marker() -> None:
+    command = remote_command()
+    assert "/etc/mosquitto/certs/pisec-server.crt" in command and "sudo" not in command
+    files = split_files(
+        "==> pisec-file /etc/pisec/tls/client.crt\n-----BEGIN X-----\nAA\n-----END X-----\n"
+    )
+    assert files == {"/etc/pisec/tls/client.crt": b"-----BEGIN X-----\nAA\n-----END X-----\n"}
+
+
+def test_due_rule_matches_the_roles() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    end = start + timedelta(days=90)
+    assert not is_due(start, end, start + timedelta(days=59), 1 / 3)
+    assert is_due(start, end, start + timedelta(days=61), 1 / 3)
+    assert is_due(start, end, end, 1 / 3)
+
+
+def _pem(days_left: int, lifetime: int) -> str:
+    now = datetime.now(UTC)
+    pair = build(
+        name("broker-1"),
+        new_key("p256"),
+        not_before=now - timedelta(days=lifetime - days_left),
+        not_after=now + timedelta(days=days_left),
+    )
+    return pair.certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _run(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    outputs: dict[str, str | Exception],
+    *extra: str,
+) -> tuple[int, list[dict[str, Any]]]:
+    monkeypatch.setattr(pisec.fleet, "_run_ansible_inventory", lambda _a: json.dumps(INVENTORY))
+
+    def reader(host: FleetHost, _timeout: float, _known: Path | None = None) -> str:
+        value = outputs[host.name]
+        if isinstance(value, Exception):
+            raise value
+        return value
+
+    monkeypatch.setattr(pisec.cli, "read_over_ssh", reader)
+    code = main(["fleet", "certs", "-i", "inv", "--json", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_nothing_due_exits_0(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fresh = "==> pisec-file /etc/mosquitto/certs/pisec-server.crt\n" + _pem(300, 365)
+    code, reports = _run(monkeypatch, capsys, {"broker-1": fresh, "sensor-1": ""})
+    assert code == 0
+    [cert] = reports[0]["certificates"]
+    assert cert["role"] == "broker server" and cert["due"] is False and cert["days_left"] == 299
+
+
+def test_due_or_unreachable_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    due = "==> pisec-file /etc/pisec/tls/client.crt\n" + _pem(20, 365)
+    code, reports = _run(
+        monkeypatch, capsys, {"broker-1": OSError("No route to host"), "sensor-1": due}, "--due"
+    )
+    assert code == 1
+    assert reports[0]["reachable"] is False and "No route to host" in str(reports[0]["error"])
+    [cert] = reports[1]["certificates"]
+    assert cert["role"] == "device client" and cert["due"] is True
+
+
+def test_text_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(pisec.fleet, "_run_ansible_inventory", lambda _a: json.dumps(INVENTORY))
+    monkeypatch.setattr(
+        pisec.cli,
+        "read_over_ssh",
+        lambda host, _t, _k=None: "==> pisec-file /etc/pisec/tls/client.crt\n" + _pem(5, 30),
+    )
+    assert main(["fleet", "certs", "-i", "inv"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["HOST", "WHAT", "SERIAL", "NOT", "AFTER", "DAYS", "STATUS"]
+    assert out[1].startswith("broker-1") and out[1].endswith("DUE")
+
+
+def test_bad_inventory_is_an_input_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["fleet", "certs", "-i", str(tmp_path / "missing")])
+    assert code == 2
+    assert capsys.readouterr().err.startswith("pisec: error: ")
