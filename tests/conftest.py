@@ -76,29 +76,15 @@ def make_ca(common_name: str) -> Issued:
     return Issued(key, certificate)
 
 
-def make_server(ca: Issued, common_name: str, sans: list[x509.GeneralName]) -> Issued:
+def make_leaf(
+    ca: Issued,
+    common_name: str,
+    purpose: x509.ObjectIdentifier,
+    sans: list[x509.GeneralName] | None = None,
+) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=10))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
-    )
-    return Issued(key, certificate)
-
-
-def make_client(ca: Issued, common_name: str) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.now(UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(common_name))
         .issuer_name(ca.certificate.subject)
@@ -107,10 +93,11 @@ def make_client(ca: Issued, common_name: str) -> Issued:
         .not_valid_before(now - timedelta(minutes=5))
         .not_valid_after(now + timedelta(days=10))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
-        .sign(ca.key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
     )
-    return Issued(key, certificate)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return Issued(key, builder.sign(ca.key, hashes.SHA256()))
 
 
 def write_pem(path: Path, issued: Issued, *, key: bool = False) -> Path:
@@ -161,12 +148,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     workdir = tmp_path_factory.mktemp("broker")
     ca = make_ca("pisec test CA")
     rogue = make_ca("someone else's CA")
-    server = make_server(
+    server = make_leaf(
         ca,
         "localhost",
+        ExtendedKeyUsageOID.SERVER_AUTH,
         [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("::1"))],
     )
-    client = make_client(ca, "sensor-01")
+    client = make_leaf(ca, "sensor-01", ExtendedKeyUsageOID.CLIENT_AUTH)
     client_cert = write_pem(workdir / "client.crt", client)
     client_key = write_pem(workdir / "client.key", client, key=True)
     ca_file = write_pem(workdir / "ca.crt", ca)

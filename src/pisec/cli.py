@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -119,6 +119,15 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _emit(as_json: bool, data: Callable[[], Any], render: Callable[[], None], out: TextIO) -> None:
+    """JSON for machines, the renderer's table for people."""
+    if as_json:
+        json.dump(data(), out, indent=2)
+        out.write("\n")
+    else:
+        render()
+
+
 def _run_inspect(args: argparse.Namespace, out: TextIO) -> int:
     facts = [describe(item) for path in args.files for item in load_items(path)]
     if args.json:
@@ -144,11 +153,7 @@ def _run_verify(args: argparse.Namespace, out: TextIO) -> int:
         client=args.client,
     )
     result = verify(options)
-    if args.json:
-        json.dump(_verify_json(result), out, indent=2)
-        out.write("\n")
-    else:
-        _render_verify(result, out)
+    _emit(args.json, lambda: _verify_json(result), lambda: _render_verify(result, out), out)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
@@ -200,11 +205,12 @@ def _run_fleet_certs(args: argparse.Namespace, out: TextIO) -> int:
     if show_progress:
         sys.stderr.write("\r" + " " * 80 + "\r")
     needs_action = any(not r.reachable or any(i.due for i in r.items) for r in reports)
-    if args.json:
-        json.dump([_report_json(report, args.due) for report in reports], out, indent=2)
-        out.write("\n")
-    else:
-        _render_fleet(reports, args.due, out)
+    _emit(
+        args.json,
+        lambda: [_report_json(report, args.due) for report in reports],
+        lambda: _render_fleet(reports, args.due, out),
+        out,
+    )
     return EXIT_CHECK_FAILED if needs_action else EXIT_OK
 
 
@@ -298,11 +304,7 @@ def _run_probe(args: argparse.Namespace, out: TextIO) -> int:
         timeout=args.timeout,
     )
     result = probe(options)
-    if args.json:
-        json.dump(_probe_json(result), out, indent=2)
-        out.write("\n")
-    else:
-        _render_probe(result, out)
+    _emit(args.json, lambda: _probe_json(result), lambda: _render_probe(result, out), out)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 

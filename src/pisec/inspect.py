@@ -333,11 +333,12 @@ def _get(extensions: x509.Extensions, kind: type[Any]) -> Any:
         return None
 
 
-def _self_signed(certificate: x509.Certificate) -> bool:
-    if certificate.issuer != certificate.subject:
+def issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    """`parent` issued `child`: names chain and the signature verifies."""
+    if child.issuer != parent.subject:
         return False
     try:
-        certificate.verify_directly_issued_by(certificate)
+        child.verify_directly_issued_by(parent)
     except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
         return False
     return True
@@ -382,7 +383,7 @@ def describe(item: Item, now: datetime | None = None) -> Facts:
             not_before=value.not_valid_before_utc,
             not_after=not_after,
             days_left=(not_after - moment).days,
-            self_signed=_self_signed(value),
+            self_signed=issued_by(value, value),
             signature_valid=None,
             **common,
         )

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pisec.certfile import load_certificates, load_crl, load_private_key
 from pisec.errors import PisecError
-from pisec.inspect import name_text, serial_hex
+from pisec.inspect import issued_by, name_text, serial_hex
 
 Status = Literal["pass", "fail", "skip"]
 MAX_CHAIN = 8
@@ -70,16 +69,6 @@ def parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
-    if child.issuer != parent.subject:
-        return False
-    try:
-        child.verify_directly_issued_by(parent)
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
 def _is_ca(certificate: x509.Certificate) -> tuple[bool, int | None]:
     try:
         basic = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -97,13 +86,13 @@ def build_chain(
     path = [leaf]
     current = leaf
     for _ in range(MAX_CHAIN):
-        anchor = next((ca for ca in anchors if _issued_by(current, ca)), None)
+        anchor = next((ca for ca in anchors if issued_by(current, ca)), None)
         if anchor is not None:
             if current is not anchor:
                 path.append(anchor)
             problem = _constraints_problem(path)
             return ([], problem) if problem else (path, "")
-        parent = next((c for c in intermediates if c not in path and _issued_by(current, c)), None)
+        parent = next((c for c in intermediates if c not in path and issued_by(current, c)), None)
         if parent is None:
             issuer = name_text(current.issuer) or "(empty name)"
             return [], f"no issuer for {issuer} among the CA and intermediates"
