@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import tempfile
 from pathlib import Path
 
@@ -114,3 +115,24 @@ def test_inspect_directory_missing_and_unreadable(
     # Root reads any mode, so use a file the kernel refuses to read.
     assert main(["inspect", "/proc/self/mem"]) == 2
     assert capsys.readouterr().err.startswith("pisec: error: /proc/self/mem: cannot read: ")
+
+
+@pytest.mark.parametrize("encoding", ["PEM", "DER"])
+def test_certificate_with_an_invalid_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], encoding: str
+) -> None:
+    # Found by test_mutated_certificates: version v2 (INTEGER 1) makes
+    # cryptography raise InvalidVersion, which is not a ValueError.
+    v3, v2 = b"\xa0\x03\x02\x01\x02", b"\xa0\x03\x02\x01\x01"
+    assert DER.count(v3) == 1
+    damaged = DER.replace(v3, v2)
+    path = tmp_path / "v2.crt"
+    if encoding == "DER":
+        path.write_bytes(damaged)
+        why = "neither a PEM nor a DER certificate or CSR"
+    else:
+        body = base64.encodebytes(damaged).decode()
+        path.write_text(f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n")
+        why = "PEM block 1 (CERTIFICATE) is damaged: 1 is not a valid X509 version"
+    assert main(["inspect", str(path)]) == 2
+    assert capsys.readouterr().err == f"pisec: error: {path}: {why}\n"

@@ -31,6 +31,9 @@ _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
 _CERTIFICATE_LABELS = {"CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"}
 _CSR_LABELS = {"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"}
 MAX_FILE_BYTES = 16 * 1024 * 1024
+# cryptography raises InvalidVersion (not a ValueError) for a certificate
+# whose version field is neither v1 nor v3; it is damage all the same.
+_PARSE_ERRORS = (ValueError, x509.InvalidVersion)
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,7 @@ def _load_pem(path: Path, data: bytes) -> list[Item]:
                 if begin in _CERTIFICATE_LABELS
                 else x509.load_pem_x509_csr(pem)
             )
-        except ValueError as exc:
+        except _PARSE_ERRORS as exc:
             raise PisecError(
                 str(path), f"PEM block {number} ({begin}) is damaged: {_short(exc)}"
             ) from None
@@ -121,7 +124,7 @@ def load_items(path: Path) -> list[Item]:
     for loader in (x509.load_der_x509_certificate, x509.load_der_x509_csr):
         try:
             return [Item(str(path), 1, "DER", loader(data))]
-        except ValueError:
+        except _PARSE_ERRORS:
             continue
     if _is_der_private_key(data):
         raise PisecError(str(path), "holds a private key, not a certificate or CSR")
