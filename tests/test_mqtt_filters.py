@@ -7,11 +7,13 @@ from ansible.errors import AnsibleFilterError
 
 from plugins.filter.pisec_mqtt import (
     check_acl,
+    check_entry_acls,
     check_unique_across,
     resolve_devices,
+    short_passwords,
     topic_filter_problem,
 )
-from plugins.filter.pisec_pki import crl_entry, revocation, serial_hex
+from plugins.filter.pisec_pki import ca_subject, crl_entry, revocation, serial_hex
 
 
 @pytest.mark.parametrize(
@@ -41,19 +43,56 @@ def test_topic_filters_mosquitto_would_reject(topic: str, why: str) -> None:
 
 
 def test_acl_rule_errors_name_the_entry() -> None:
-    with pytest.raises(
-        AnsibleFilterError, match=r"^pisec_mosquitto_users\[\]\.acl\[2\]: topic 'a/#/b'"
-    ):
-        check_acl(
-            [{"topic": "a/b"}, {"topic": "a/#/b", "access": "read"}], "pisec_mosquitto_users[].acl"
-        )
+    with pytest.raises(AnsibleFilterError, match=r"^x\[2\]: topic 'a/#/b'"):
+        check_acl([{"topic": "a/b"}, {"topic": "a/#/b", "access": "read"}], "x")
     with pytest.raises(AnsibleFilterError, match="access 'rw' is not one of"):
         check_acl([{"topic": "a", "access": "rw"}], "x")
-    with pytest.raises(AnsibleFilterError, match="only pattern rules substitute"):
+    with pytest.raises(
+        AnsibleFilterError,
+        match=r"only pattern rules substitute \(put it in pisec_fleet_acl_patterns\)",
+    ):
         check_acl([{"topic": "devices/%u/#"}], "x")
     assert check_acl([{"topic": "devices/%u/#"}], "x", patterns=True) == [
         {"topic": "devices/%u/#", "access": "readwrite"}
     ]
+
+
+def test_user_acl_errors_name_the_user() -> None:
+    users = [
+        {"name": "dash", "acl": [{"topic": "a/b", "access": "read"}]},
+        {"name": "door"},
+        {"name": "lamp", "acl": [{"topic": "lamp/#"}, {"topic": "a+"}]},
+    ]
+    with pytest.raises(
+        AnsibleFilterError,
+        match=r"^pisec_mosquitto_users\[lamp\]\.acl\[2\]: topic 'a\+' uses '\+'",
+    ):
+        check_entry_acls(users, "pisec_mosquitto_users")
+    assert check_entry_acls(users[:2], "pisec_mosquitto_users") == [
+        {"name": "dash", "acl": [{"topic": "a/b", "access": "read"}]},
+        {"name": "door", "acl": []},
+    ]
+    with pytest.raises(AnsibleFilterError, match=r"^pisec_mosquitto_users\[2\]: 'x' is not"):
+        check_entry_acls([{"name": "dash"}, "x"], "pisec_mosquitto_users")
+
+
+def test_short_passwords_name_only_their_users() -> None:
+    users = [
+        {"name": "dash", "password": "sixteen chars ok"},
+        {"name": "door", "password": "fifteen chars!!"},
+        {"name": "lamp"},
+        {"name": "gate", "password": ""},
+        {"name": "fan", "password": None},
+    ]
+    short = short_passwords(users, 16, "pisec_mosquitto_users")
+    assert short == [
+        "pisec_mosquitto_users[door]",
+        "pisec_mosquitto_users[gate]",
+        "pisec_mosquitto_users[fan]",
+    ]
+    assert not any("chars" in entry for entry in short)
+    assert short_passwords(users[:1], "16", "u") == []
+    assert short_passwords([{"password": "x"}], 8, "u") == ["u[1]"]
 
 
 def test_devices_resolve_managed_from_the_inventory() -> None:
@@ -123,3 +162,14 @@ def test_renewal_is_due_in_the_last_third_of_the_lifetime() -> None:
     assert not renewal_due(info, 1 / 3, jitter=0.01, now=datetime(2026, 2, 26, tzinfo=UTC))
     with pytest.raises(AnsibleFilterError, match="not_after"):
         renewal_due({"not_before": "20260101000000Z", "not_after": "soon"}, 0.3)
+
+
+def test_ca_subject_names_each_generation_apart() -> None:
+    assert ca_subject("pisec fleet CA", "pisec") == [{"O": "pisec"}, {"CN": "pisec fleet CA"}]
+    assert ca_subject("pisec fleet CA", "pisec", "2") == [
+        {"O": "pisec"},
+        {"CN": "pisec fleet CA G2"},
+    ]
+    for bad in (0, "x", None):
+        with pytest.raises(AnsibleFilterError, match="CA generation"):
+            ca_subject("pisec fleet CA", "pisec", bad)

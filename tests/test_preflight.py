@@ -87,7 +87,17 @@ def run_playbook(
         ({"pisec_mosquitto_tls_version": "tlsv1.1"}, "pisec_mosquitto_tls_version"),
         (
             {"pisec_mosquitto_users": [{"name": "u", "password": "short"}]},
-            "pisec_mosquitto_password_min_length",
+            "the password of pisec_mosquitto_users[u] is shorter than 16 characters "
+            "(pisec_mosquitto_password_min_length)",
+        ),
+        (
+            {
+                "pisec_mosquitto_users": [
+                    {"name": "u", "password": "a long enough password"},
+                    {"name": "u", "password": "another long password"},
+                ]
+            },
+            "pisec_mosquitto_users: 'u' is declared twice",
         ),
         (
             {"pisec_mosquitto_extra_subject_alt_names": ["mqtt.example.org"]},
@@ -115,9 +125,17 @@ def run_playbook(
                     {"name": "u", "password": "a long enough password", "acl": [{"topic": "a+"}]}
                 ]
             },
-            "pisec_mosquitto_users[].acl[1]",
+            "pisec_mosquitto_users[u].acl[1]: topic 'a+'",
+        ),
+        (
+            {"pisec_fleet_device_cert_validity_days": 826},
+            "pisec_fleet_device_cert_validity_days must be 1..825 (is 826)",
         ),
         ({"pisec_mosquitto_tls_listeners": [{"port": 8883, "auth": "psk"}]}, "auth"),
+        (
+            {"pisec_host_cert_renew_fraction_left": 1.5},
+            "pisec_host_cert_renew_fraction_left between 0 and 1 (is 1.5)",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -131,6 +149,28 @@ def test_bad_value_stops_the_run_naming_the_variable(
     assert "Preflight" in output
     assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
     assert "PLAY [Run the fleet CA]" not in output
+
+
+def test_short_passwords_name_only_their_users(tmp_path: Path) -> None:
+    """Only the users whose password is too short are named, and no
+    password, short or long, reaches the output."""
+    users = [
+        {"name": "dash", "password": "a long enough password"},
+        {"name": "door", "password": "tiny-secret"},
+        {"name": "lamp", "acl": [{"topic": "lamp/#"}]},
+        {"name": "gate", "password": "tiny-secret-2"},
+    ]
+    result = run_playbook(tmp_path, "site.yml", {"pisec_mosquitto_users": users})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "the password of pisec_mosquitto_users[door], pisec_mosquitto_users[gate] is shorter"
+        in output
+    ), output
+    assert "[dash]" not in output and "[lamp]" not in output, output
+    for secret in ("a long enough password", "tiny-secret"):
+        assert secret not in output, output
+    assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
 
 
 def test_good_values_pass_the_preflight(tmp_path: Path) -> None:

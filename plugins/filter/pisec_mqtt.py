@@ -95,10 +95,38 @@ def check_acl(
         if not patterns and re.search(r"%[cu]", topic):
             raise AnsibleFilterError(
                 f"{where}: topic {topic!r} uses %c/%u, which only pattern rules substitute "
-                "(put it in pisec_mqtt_acl_patterns)"
+                "(put it in pisec_fleet_acl_patterns)"
             )
         checked.append({"topic": topic, "access": access})
     return checked
+
+
+def check_entry_acls(entries: Iterable[Any], variable: str) -> list[dict[str, Any]]:
+    """Users' (or devices') ACL rules as `{name, acl}`; a bad rule is named
+    `variable[<name>].acl[N]`, so the error says whose rule it is."""
+    checked: list[dict[str, Any]] = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping):
+            raise AnsibleFilterError(f"{variable}[{number}]: {entry!r} is not a mapping")
+        name = entry.get("name")
+        label = name if isinstance(name, str) else str(number)
+        acl = check_acl(entry.get("acl") or [], f"{variable}[{label}].acl")
+        checked.append({"name": name, "acl": acl})
+    return checked
+
+
+def short_passwords(entries: Iterable[Any], min_length: int | str, variable: str) -> list[str]:
+    """`variable[<name>]` of each entry whose given password is shorter than
+    `min_length`. Only names are returned: a password must never reach a message."""
+    short: list[str] = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, Mapping) or "password" not in entry:
+            continue
+        password = entry["password"]
+        if len("" if password is None else str(password)) < int(min_length):
+            name = entry.get("name")
+            short.append(f"{variable}[{name if isinstance(name, str) else number}]")
+    return short
 
 
 def resolve_devices(devices: Iterable[Any], managed_hosts: Iterable[str]) -> list[dict[str, Any]]:
@@ -130,5 +158,7 @@ class FilterModule:
             "pisec_check_identities": check_identities,
             "pisec_check_unique_across": check_unique_across,
             "pisec_check_acl": check_acl,
+            "pisec_check_entry_acls": check_entry_acls,
+            "pisec_short_passwords": short_passwords,
             "pisec_resolve_devices": resolve_devices,
         }
