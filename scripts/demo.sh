@@ -57,7 +57,7 @@ up() {
   pisec_log "provisioning the demo fleet (playbooks/site.yml)"
   "$venv/bin/ansible-playbook" -i inventory/demo playbooks/site.yml
   pisec_log "verifying from the host (playbooks/verify.yml)"
-  "$venv/bin/ansible-playbook" -i inventory/demo playbooks/verify.yml
+  "$venv/bin/ansible-playbook" -i inventory/demo playbooks/verify.yml -e pisec_verify_port="$port"
 
   local ca="$state/ca/ca.crt" password_file="$state/credentials/pisec-demo"
   cat <<SUMMARY
@@ -65,17 +65,17 @@ up() {
 pisec demo: a TLS-only Mosquitto broker is running.
 
   CA certificate : $ca
-  Broker         : localhost:$port (TLS, from this host; container $broker:8883)
+  Broker         : 127.0.0.1:$port (TLS, from this host; container $broker:8883)
   MQTT user      : pisec-demo (password in $password_file, mode 0600)
 
 Subscribe (leave it running):
-  mosquitto_sub -h localhost -p $port --cafile $ca -u pisec-demo -P "\$(cat $password_file)" -t 'pisec/demo/#' -v
+  mosquitto_sub -h 127.0.0.1 -p $port --cafile $ca -u pisec-demo -P "\$(cat $password_file)" -t 'pisec/demo/#' -v
 
 Publish, from another terminal:
-  mosquitto_pub -h localhost -p $port --cafile $ca -u pisec-demo -P "\$(cat $password_file)" -t pisec/demo/hello -m 'hello over TLS'
+  mosquitto_pub -h 127.0.0.1 -p $port --cafile $ca -u pisec-demo -P "\$(cat $password_file)" -t pisec/demo/hello -m 'hello over TLS'
 
 Inspect the broker certificate as the recipe does:
-  openssl s_client -connect localhost:$port -CAfile $ca -brief </dev/null
+  openssl s_client -connect 127.0.0.1:$port -CAfile $ca -brief </dev/null
 
 Remove everything: make demo-clean
 SUMMARY
