@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -159,3 +160,40 @@ def server_sans() -> list[x509.GeneralName]:
 
 SERVER_AUTH = [ExtendedKeyUsageOID.SERVER_AUTH]
 CLIENT_AUTH = [ExtendedKeyUsageOID.CLIENT_AUTH]
+
+
+def openssl_sm2(directory: Path) -> Path:
+    """A self-signed SM2 certificate: a curve cryptography cannot load."""
+    key, cert = directory / "sm2.key", directory / "sm2.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:SM2",
+            "-out",
+            str(key),
+        ],
+        check=True,
+    )
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            str(key),
+            "-subj",
+            "/CN=sm2",
+            "-sm3",
+            "-days",
+            "3",
+            "-out",
+            str(cert),
+        ],
+        check=True,
+    )
+    return cert

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import ipaddress
 import shutil
@@ -139,12 +140,38 @@ class Broker:
         return f"mqtts://localhost:{self.port}"
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    """mosquitto 2.0 with the settings the role writes, on 127.0.0.1 only."""
+@contextlib.contextmanager
+def running_mosquitto(config: Path, port: int, log: Path) -> Iterator[None]:
+    """mosquitto with this configuration, until the block ends; waits for `port`."""
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(mosquitto).exists():
         pytest.fail("mosquitto is not installed: run `make deps`")
+    process = subprocess.Popen(
+        [mosquitto, "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(
+                        f"mosquitto did not start: {log.read_text() if log.exists() else ''}"
+                    )
+                time.sleep(0.05)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """mosquitto 2.0 with the settings the role writes, on 127.0.0.1 only."""
     workdir = tmp_path_factory.mktemp("broker")
     ca = make_ca("pisec test CA")
     rogue = make_ca("someone else's CA")
@@ -190,24 +217,7 @@ require_certificate true
 use_identity_as_username true
 """
     )
-    process = subprocess.Popen(
-        [mosquitto, "-c", str(workdir / "mosquitto.conf")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log = workdir / "mosquitto.log"
-                    pytest.fail(
-                        f"mosquitto did not start: {log.read_text() if log.exists() else ''}"
-                    )
-                time.sleep(0.05)
+    with running_mosquitto(workdir / "mosquitto.conf", port, workdir / "mosquitto.log"):
         yield Broker(
             port,
             ca_file,
@@ -219,6 +229,3 @@ use_identity_as_username true
             client_cert,
             client_key,
         )
-    finally:
-        process.terminate()
-        process.wait(timeout=10)

@@ -1,26 +1,48 @@
-"""Every parser meets random and mutated input with a PisecError, never a crash."""
+"""Every parser meets random and mutated input with a PisecError, never a crash.
+
+Whatever a loader accepts goes on through everything that reads it: inspect's
+facts with their text and JSON renderings, and verify's chain building.
+"""
 
 from __future__ import annotations
 
 import base64
+import io
+import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pisec.certfile import load_crl, load_items, load_private_key
 from pisec.cli import main
 from pisec.errors import PisecError
-from pisec.probe import ProbeTarget
-from pisec.verify import parse_time
-from tests.certs import build, name, new_key
+from pisec.inspect import Style, describe, render_text
+from pisec.probe import ProbeTarget, read_password_file
+from pisec.verify import VerifyOptions, parse_time, verify
+from tests.certs import SERVER_AUTH, build, name, new_key, server_sans
 
-_CA = build(name("fuzz CA"), new_key("p256"), ca=True)
+_CA = build(name("fuzz CA"), new_key("p256"), ca=True, every_extension=True)
 PEM = _CA.certificate.public_bytes(serialization.Encoding.PEM)
 DER = _CA.certificate.public_bytes(serialization.Encoding.DER)
+_LEAF = build(name("pi-01"), new_key("p256"), issuer=_CA, sans=server_sans(), eku=SERVER_AUTH)
+LEAF_DER = _LEAF.certificate.public_bytes(serialization.Encoding.DER)
+LEAF_PEM = _LEAF.certificate.public_bytes(serialization.Encoding.PEM)
+_CSR = (
+    x509.CertificateSigningRequestBuilder()
+    .subject_name(name("pi-02", "pisec"))
+    .add_extension(x509.SubjectAlternativeName(server_sans()), critical=False)
+    .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+    .sign(_LEAF.key, hashes.SHA256())
+)
+CSR_DER = _CSR.public_bytes(serialization.Encoding.DER)
+CSR_PEM = _CSR.public_bytes(serialization.Encoding.PEM)
 
 
 def _parse_all(data: bytes) -> None:
@@ -41,12 +63,12 @@ def test_random_bytes(data: bytes) -> None:
     _parse_all(data)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from([PEM, DER]), st.data())
-def test_mutated_certificates(original: bytes, data: st.DataObject) -> None:
+def _mutate(original: bytes, data: st.DataObject, *, keep_length: bool = False) -> bytes:
+    """A few bytes changed, cut or inserted; only changed when `keep_length`,
+    which keeps DER lengths right and so gets damaged values past the loader."""
     mutated = bytearray(original)
     for _ in range(data.draw(st.integers(1, 8))):
-        choice = data.draw(st.integers(0, 2))
+        choice = 0 if keep_length else data.draw(st.integers(0, 2))
         position = data.draw(st.integers(0, len(mutated) - 1))
         if choice == 0:
             mutated[position] = data.draw(st.integers(0, 255))
@@ -56,7 +78,85 @@ def test_mutated_certificates(original: bytes, data: st.DataObject) -> None:
                 mutated.extend(b"x")
         else:
             mutated.insert(position, data.draw(st.integers(0, 255)))
-    _parse_all(bytes(mutated))
+    return bytes(mutated)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([PEM, DER, CSR_PEM, CSR_DER]), st.data())
+def test_mutated_certificates(original: bytes, data: st.DataObject) -> None:
+    _parse_all(_mutate(original, data))
+
+
+@contextmanager
+def _files(**contents: bytes) -> Iterator[dict[str, Path]]:
+    with tempfile.TemporaryDirectory() as directory:
+        paths = {}
+        for stem, content in contents.items():
+            paths[stem] = Path(directory) / stem
+            paths[stem].write_bytes(content)
+        yield paths
+
+
+def _assert_one_line(exc: PisecError) -> None:
+    assert exc.what and exc.why and "\n" not in exc.why
+
+
+def _inspect_and_verify(cert: Path, ca: Path, key: Path) -> None:
+    """What `pisec inspect` and `pisec verify` do with the file, minus argv."""
+    try:
+        items = load_items(cert)
+    except PisecError as exc:
+        _assert_one_line(exc)
+        return
+    for item in items:
+        facts = describe(item)
+        json.dumps(facts.to_json())
+        render_text(facts, io.StringIO(), Style(enabled=True))
+    options = VerifyOptions(ca_file=ca, cert_file=cert, key_file=key, host="pi-01")
+    try:
+        result = verify(options)
+    except PisecError as exc:
+        _assert_one_line(exc)
+        return
+    assert result.checks[0].name == "chain"
+
+
+_KEY_PEM = _LEAF.key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([LEAF_DER, LEAF_PEM, CSR_DER, DER]), st.booleans(), st.data())
+def test_mutated_certificates_through_inspect_and_verify(
+    original: bytes, keep_length: bool, data: st.DataObject
+) -> None:
+    mutated = _mutate(original, data, keep_length=keep_length)
+    with _files(cert=mutated, ca=PEM, key=_KEY_PEM) as paths:
+        _inspect_and_verify(paths["cert"], paths["ca"], paths["key"])
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_mutated_ca_through_verify(data: st.DataObject) -> None:
+    mutated = _mutate(DER, data, keep_length=True)
+    with _files(cert=LEAF_PEM, ca=mutated, key=_KEY_PEM) as paths:
+        try:
+            verify(VerifyOptions(ca_file=paths["ca"], cert_file=paths["cert"], host="pi-01"))
+        except PisecError as exc:
+            _assert_one_line(exc)
+
+
+@given(st.binary(max_size=512))
+def test_password_files(data: bytes) -> None:
+    with _files(password=data) as paths:
+        try:
+            password = read_password_file(paths["password"])
+        except PisecError as exc:
+            assert exc.what == str(paths["password"])
+            _assert_one_line(exc)
+            return
+    assert password and password == data.decode("utf-8").splitlines()[0]
 
 
 @given(st.text(max_size=200))

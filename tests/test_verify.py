@@ -11,9 +11,19 @@ from typing import Any
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtensionOID
 
 from pisec.cli import main
-from tests.certs import CLIENT_AUTH, SERVER_AUTH, Pair, build, name, new_key, server_sans
+from tests.certs import (
+    CLIENT_AUTH,
+    SERVER_AUTH,
+    Pair,
+    build,
+    name,
+    new_key,
+    openssl_sm2,
+    server_sans,
+)
 
 
 @pytest.fixture
@@ -215,3 +225,63 @@ def test_key_where_certificate_belongs(
     assert capsys.readouterr().err == (
         f"pisec: error: {fleet['leaf_key']}: holds a private key, not a certificate or CSR\n"
     )
+
+
+def test_damaged_extension_is_an_input_error(
+    fleet: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """openssl verify refuses such a certificate ("invalid certificate"); so does pisec."""
+    now = datetime.now(UTC)
+    ca: Pair = fleet["ca"]
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name("pi-09"))
+        .issuer_name(ca.certificate.subject)
+        .public_key(new_key("p256").public_key())
+        .serial_number(9)
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=3))
+        .add_extension(
+            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x05\x00"),
+            critical=False,
+        )
+        .sign(ca.key, hashes.SHA256())
+    )
+    path = fleet["tmp"] / "badsan.pem"
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    code = main(["verify", str(path), "--ca", str(fleet["ca_path"]), "--host", "pi-09"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"pisec: error: {path}: certificate 1 (CN = pi-09): "
+        "X509v3 Subject Alternative Name extension is damaged (unexpected ASN.1 tag)\n"
+    )
+    assert not openssl_verify(fleet["ca_path"], path)
+
+
+def test_unsupported_signature_algorithm_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sm2 = openssl_sm2(tmp_path)
+    code, checks = run(capsys, sm2, "--ca", sm2)
+    assert code == 1
+    assert checks["chain"] == (
+        "fail: cannot check the signature on CN = sm2: "
+        "pisec does not support its algorithm or its issuer's key"
+    )
+
+
+def test_trusted_certificate_as_the_ca(
+    fleet: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    trusted = fleet["tmp"] / "trusted-ca.pem"
+    subprocess.run(
+        [
+            *("openssl", "x509", "-in", str(fleet["ca_path"]), "-out", str(trusted)),
+            *("-trustout", "-addtrust", "serverAuth"),
+        ],
+        check=True,
+    )
+    code, checks = run(capsys, fleet["leaf_path"], "--ca", trusted, "--host", "pi-01")
+    assert code == 0, checks
+    assert checks["chain"] == "pass: CN = pi-01 -> O = pisec, CN = fleet CA"
+    assert openssl_verify(trusted, fleet["leaf_path"], "-purpose", "sslserver")

@@ -7,6 +7,8 @@ file, never an exception from deep inside a parser.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from pisec import der
 from pisec.errors import PisecError
 
 Kind = Literal["certificate", "csr"]
@@ -28,7 +31,8 @@ _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END ([A-Z0-9 ]+)-----", re.DOTALL
 )
 _PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
-_CERTIFICATE_LABELS = {"CERTIFICATE", "X509 CERTIFICATE", "TRUSTED CERTIFICATE"}
+_TRUSTED_LABEL = "TRUSTED CERTIFICATE"
+_CERTIFICATE_LABELS = {"CERTIFICATE", "X509 CERTIFICATE", _TRUSTED_LABEL}
 _CSR_LABELS = {"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"}
 MAX_FILE_BYTES = 16 * 1024 * 1024
 # cryptography raises InvalidVersion (not a ValueError) for a certificate
@@ -91,13 +95,14 @@ def _load_pem(path: Path, data: bytes) -> list[Item]:
         problem = _label_problem(begin)
         if problem is not None:
             raise PisecError(str(path), problem)
-        pem = block.group(0).replace(b"TRUSTED CERTIFICATE", b"CERTIFICATE")
         try:
-            value: x509.Certificate | x509.CertificateSigningRequest = (
-                x509.load_pem_x509_certificate(pem)
-                if begin in _CERTIFICATE_LABELS
-                else x509.load_pem_x509_csr(pem)
-            )
+            value: x509.Certificate | x509.CertificateSigningRequest
+            if begin == _TRUSTED_LABEL:
+                value = x509.load_der_x509_certificate(_without_trust(block.group(2)))
+            elif begin in _CERTIFICATE_LABELS:
+                value = x509.load_pem_x509_certificate(block.group(0))
+            else:
+                value = x509.load_pem_x509_csr(block.group(0))
         except _PARSE_ERRORS as exc:
             raise PisecError(
                 str(path), f"PEM block {number} ({begin}) is damaged: {_short(exc)}"
@@ -109,6 +114,17 @@ def _load_pem(path: Path, data: bytes) -> list[Item]:
     if not items:
         raise PisecError(str(path), "no certificate or CSR in the PEM data")
     return items
+
+
+def _without_trust(body: bytes) -> bytes:
+    """The certificate of a `TRUSTED CERTIFICATE` block (`openssl x509
+    -trustout`): its DER is the certificate followed by openssl's trust
+    settings, which pisec does not read."""
+    try:
+        data = base64.b64decode(b"".join(body.split()), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(f"bad base64: {exc}") from None
+    return der.first_element(data)
 
 
 def _short(exc: Exception) -> str:
@@ -156,8 +172,20 @@ def load_private_key(path: Path) -> PrivateKeyTypes:
         return load_der_private_key(data, password=None)
     except TypeError:
         raise PisecError(str(path), "the private key is encrypted") from None
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise PisecError(str(path), f"not a private key ({_short(exc)})") from None
+    except UnsupportedAlgorithm as exc:
+        raise PisecError(str(path), f"unsupported private key ({_short(exc)})") from None
+    except ValueError:
+        raise PisecError(str(path), _key_problem(data)) from None
+
+
+def _key_problem(data: bytes) -> str:
+    labels = [label.decode() for label in _PEM_BEGIN.findall(data)]
+    others = [label for label in labels if "PRIVATE KEY" not in label]
+    if labels and len(others) == len(labels):
+        return f"holds a PEM block {others[0]!r}, not a private key"
+    if labels:
+        return "the private key is damaged or of a type pisec cannot read"
+    return "not a private key: neither a PEM nor a DER private key"
 
 
 def load_crl(path: Path) -> x509.CertificateRevocationList:

@@ -22,7 +22,14 @@ from pisec.certfile import load_items
 from pisec.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, PisecError
 from pisec.fleet import FleetHost, HostReport, hosts_from_inventory, read_over_ssh, survey
 from pisec.inspect import Style, describe, render_text
-from pisec.probe import ProbeOptions, ProbeResult, ProbeTarget, probe
+from pisec.probe import (
+    MQTT_VERSIONS,
+    ProbeOptions,
+    ProbeResult,
+    ProbeTarget,
+    probe,
+    read_password_file,
+)
 from pisec.verify import VerifyOptions, VerifyResult, parse_time, verify
 
 PASSWORD_ENV = "PISEC_MQTT_PASSWORD"
@@ -115,6 +122,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help=f"file whose first line is the password (or set {PASSWORD_ENV})",
     )
     probe_parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
+    probe_parser.add_argument(
+        "--mqtt-version",
+        choices=sorted(MQTT_VERSIONS),
+        default="5",
+        help="MQTT protocol version to speak (default 5)",
+    )
     probe_parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
@@ -273,18 +286,7 @@ def _render_fleet(reports: list[HostReport], only_due: bool, out: TextIO) -> Non
 
 def _read_password(args: argparse.Namespace) -> str | None:
     if args.password_file is not None:
-        path: Path = args.password_file
-        if path.is_dir():
-            raise PisecError(str(path), "password file is a directory")
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise PisecError(str(path), f"cannot read password file: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise PisecError(str(path), "password file is not UTF-8 text") from None
-        if not lines or not lines[0]:
-            raise PisecError(str(path), "password file is empty")
-        return lines[0]
+        return read_password_file(args.password_file)
     return os.environ.get(PASSWORD_ENV)
 
 
@@ -302,6 +304,7 @@ def _run_probe(args: argparse.Namespace, out: TextIO) -> int:
         username=args.username,
         password=password,
         timeout=args.timeout,
+        mqtt_version=args.mqtt_version,
     )
     result = probe(options)
     _emit(args.json, lambda: _probe_json(result), lambda: _render_probe(result, out), out)

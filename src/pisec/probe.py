@@ -19,13 +19,18 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from pisec.certfile import load_certificates, load_private_key
 from pisec.errors import PisecError
 from pisec.inspect import serial_hex
 
 DEFAULT_MQTTS_PORT = 8883
+MQTT_VERSIONS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}
+NOT_AUTHORIZED = 0x87  # MQTT 5 reason code
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,7 @@ class ProbeOptions:
     username: str | None = None
     password: str | None = None
     timeout: float = 10.0
+    mqtt_version: str = "5"  # a key of MQTT_VERSIONS
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,21 @@ class ProbeResult:
         return bool(self.checks) and all(check.ok for check in self.checks)
 
 
+def read_password_file(path: Path) -> str:
+    """The password: the file's first line, without its line ending."""
+    if path.is_dir():
+        raise PisecError(str(path), "password file is a directory")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise PisecError(str(path), f"cannot read password file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise PisecError(str(path), "password file is not UTF-8 text") from None
+    if not lines or not lines[0]:
+        raise PisecError(str(path), "password file is empty")
+    return lines[0]
+
+
 def _read_file(path: Path, what: str) -> None:
     if path.is_dir():
         raise PisecError(str(path), f"{what} is a directory")
@@ -111,15 +132,38 @@ def build_context(options: ProbeOptions) -> ssl.SSLContext:
     if options.cert_file is not None:
         if options.key_file is None:
             raise PisecError("--cert", "needs --key")
-        _read_file(options.cert_file, "client certificate")
-        _read_file(options.key_file, "client key")
+        _check_client_pair(options.cert_file, options.key_file)
         try:
             context.load_cert_chain(str(options.cert_file), str(options.key_file))
         except ssl.SSLError as exc:
+            why = exc.reason or exc.strerror or str(exc)
             raise PisecError(
-                str(options.cert_file), f"certificate and key do not load together ({exc.reason})"
+                str(options.cert_file), f"certificate and key do not load together ({why})"
             ) from None
     return context
+
+
+def _check_client_pair(cert_file: Path, key_file: Path) -> None:
+    """Say what is wrong with a client certificate and key in words, before
+    the ssl module does in codes (or, for an encrypted key, asks for a
+    passphrase on the terminal)."""
+    _read_file(cert_file, "client certificate")
+    _read_file(key_file, "client key")
+    certificate = load_certificates(cert_file, "client certificate")[0]
+    key = load_private_key(key_file)
+    for path, what in ((cert_file, "client certificate"), (key_file, "client key")):
+        if b"-----BEGIN" not in path.read_bytes():
+            raise PisecError(str(path), f"the {what} must be PEM, not DER")
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    ours = key.public_key().public_bytes(serialization.Encoding.DER, spki)
+    try:
+        theirs = certificate.public_key().public_bytes(serialization.Encoding.DER, spki)
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise PisecError(
+            str(cert_file), f"pisec cannot read the certificate's public key ({exc})"
+        ) from None
+    if ours != theirs:
+        raise PisecError(str(key_file), f"is not the private key of {cert_file}")
 
 
 def explain_tls_error(exc: BaseException, target: ProbeTarget) -> str:
@@ -230,6 +274,36 @@ _CONNACK_WORDS = {
 }
 
 
+def _refusal(packet: str, reason: ReasonCode, topic: str, mqtt_version: str) -> str:
+    """Words for a SUBACK or PUBACK failure code (0x80 and above)."""
+    # MQTT 3.1.1 has one failure code, 0x80, which mosquitto sends for an ACL
+    # refusal; MQTT 5 says "not authorised" with 0x87.
+    if reason.value == NOT_AUTHORIZED or (mqtt_version == "3.1.1" and reason.value == 0x80):
+        action = "subscribe to" if packet == "SUBSCRIBE" else "publish to"
+        return (
+            f"not authorised to {action} {topic}: the broker refused the {packet} "
+            f"(reason code 0x{reason.value:02X}); its ACL does not allow this client"
+        )
+    return f"the broker refused the {packet} to {topic}: {reason} (0x{reason.value:02X})"
+
+
+def _lost_message(published: bool, topic: str, options: ProbeOptions) -> str:
+    """Why a PUBLISH may not have come back when nothing said so."""
+    waited = f"within {options.timeout:g} s"
+    if options.mqtt_version == "3.1.1":
+        return (
+            f"timeout: the published message did not come back {waited}; under MQTT 3.1.1 "
+            f"a broker silently drops a PUBLISH its ACL forbids, so an ACL may forbid this "
+            f"client to publish to or read {topic}"
+        )
+    if published:
+        return (
+            f"timeout: the broker accepted the PUBLISH but the message did not come back "
+            f"{waited}; an ACL may forbid this client to read {topic}"
+        )
+    return f"timeout: no PUBACK from the broker {waited}"
+
+
 def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float | None, Check]:
     """CONNECT, SUBSCRIBE to a fresh topic, PUBLISH to it, wait for the message."""
     client_id = f"pisec-probe-{uuid.uuid4().hex[:12]}"
@@ -239,13 +313,15 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
     payload = uuid.uuid4().bytes
     connected = threading.Event()
     subscribed = threading.Event()
+    published = threading.Event()  # PUBACK received, whatever its reason code
+    finished = threading.Event()  # the message came back, or the PUBLISH was refused
     received = threading.Event()
     failure: list[str] = []
+    version = options.mqtt_version
+    # MQTT 5 (the default) has reason codes that tell bad credentials from
+    # not authorised, and a refused PUBLISH from a lost one.
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id,
-        # MQTT 5 CONNACK reason codes tell bad credentials from not authorised.
-        protocol=mqtt.MQTTv5,
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=MQTT_VERSIONS[version]
     )
     client.tls_set_context(context)
     if options.username is not None:
@@ -262,20 +338,32 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
     def on_subscribe(
         _c: mqtt.Client, _u: object, _m: object, reasons: list[ReasonCode], _p: object
     ) -> None:
-        if any(reason.is_failure for reason in reasons):
-            failure.append("not authorised to subscribe to the probe topic")
+        refused = [reason for reason in reasons if reason.is_failure]
+        if refused:
+            failure.append(_refusal("SUBSCRIBE", refused[0], topic, version))
         subscribed.set()
+
+    def on_publish(_c: mqtt.Client, _u: object, _m: object, reason: ReasonCode, _p: object) -> None:
+        if reason.is_failure:
+            failure.append(_refusal("PUBLISH", reason, topic, version))
+            finished.set()
+        published.set()
 
     def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         if message.topic == topic and message.payload == payload:
             received.set()
+            finished.set()
 
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
+    client.on_publish = on_publish
     client.on_message = on_message
     deadline = time.monotonic() + options.timeout
     try:
-        client.connect(options.target.host, options.target.port, keepalive=30, clean_start=True)
+        if version == "5":
+            client.connect(options.target.host, options.target.port, keepalive=30, clean_start=True)
+        else:
+            client.connect(options.target.host, options.target.port, keepalive=30)
     except (OSError, ssl.SSLError) as exc:
         return None, Check("mqtt round trip", False, explain_tls_error(exc, options.target))
     client.loop_start()
@@ -290,9 +378,12 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
             return None, Check("mqtt round trip", False, failure[0])
         started = time.perf_counter()
         client.publish(topic, payload, qos=1)
-        if not received.wait(max(0.0, deadline - time.monotonic())):
+        finished.wait(max(0.0, deadline - time.monotonic()))
+        if failure:
+            return None, Check("mqtt round trip", False, failure[0])
+        if not received.is_set():
             return None, Check(
-                "mqtt round trip", False, "timeout: the published message did not come back"
+                "mqtt round trip", False, _lost_message(published.is_set(), topic, options)
             )
         latency_ms = (time.perf_counter() - started) * 1000
     finally:

@@ -18,7 +18,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pisec.certfile import load_certificates, load_crl, load_private_key
 from pisec.errors import PisecError
-from pisec.inspect import issued_by, name_text, serial_hex
+from pisec.inspect import (
+    KEY_ERRORS,
+    damaged_extensions,
+    issued_by,
+    name_text,
+    read_name,
+    serial_hex,
+    signed_by,
+)
 
 Status = Literal["pass", "fail", "skip"]
 MAX_CHAIN = 8
@@ -94,11 +102,21 @@ def build_chain(
             return ([], problem) if problem else (path, "")
         parent = next((c for c in intermediates if c not in path and issued_by(current, c)), None)
         if parent is None:
-            issuer = name_text(current.issuer) or "(empty name)"
-            return [], f"no issuer for {issuer} among the CA and intermediates"
+            return [], _no_issuer(current, [*anchors, *intermediates])
         path.append(parent)
         current = parent
     return [], f"chain longer than {MAX_CHAIN} certificates"
+
+
+def _no_issuer(certificate: x509.Certificate, candidates: list[x509.Certificate]) -> str:
+    issuer = name_text(certificate.issuer) or "(empty name)"
+    uncheckable = any(signed_by(certificate, c) is None for c in candidates)
+    if uncheckable:
+        return (
+            f"cannot check the signature on {name_text(certificate.subject) or '(empty name)'}: "
+            "pisec does not support its algorithm or its issuer's key"
+        )
+    return f"no issuer for {issuer} among the CA and intermediates"
 
 
 def _constraints_problem(path: list[x509.Certificate]) -> str:
@@ -165,7 +183,10 @@ def _key_check(certificate: x509.Certificate, key_file: Path) -> VerifyCheck:
     key = load_private_key(key_file)
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     ours = key.public_key().public_bytes(serialization.Encoding.DER, spki)
-    theirs = certificate.public_key().public_bytes(serialization.Encoding.DER, spki)
+    try:
+        theirs = certificate.public_key().public_bytes(serialization.Encoding.DER, spki)
+    except KEY_ERRORS:
+        return VerifyCheck("key", "fail", "pisec cannot read the certificate's public key")
     if ours == theirs:
         return VerifyCheck("key", "pass", f"{key_file} is the certificate's private key")
     return VerifyCheck("key", "fail", f"{key_file} does not belong to this certificate")
@@ -175,7 +196,11 @@ def _revocation_check(
     certificate: x509.Certificate, crl_file: Path, issuer: x509.Certificate, at: datetime
 ) -> VerifyCheck:
     crl = load_crl(crl_file)
-    if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+    try:
+        signed = crl.is_signature_valid(issuer.public_key())  # type: ignore[arg-type]
+    except (*KEY_ERRORS, TypeError):
+        signed = False
+    if crl.issuer != issuer.subject or not signed:
         return VerifyCheck(
             "revocation", "fail", f"{crl_file} was not issued by the certificate's issuer"
         )
@@ -192,10 +217,26 @@ def _revocation_check(
     return VerifyCheck("revocation", "pass", f"not listed in {crl_file}")
 
 
+def _require_intact(certificates: list[x509.Certificate], path: Path) -> None:
+    """A certificate whose extensions do not parse is refused, as `openssl
+    verify` refuses it: no check could be trusted on it."""
+    for number, certificate in enumerate(certificates, start=1):
+        subject, issuer = read_name(certificate, "subject"), read_name(certificate, "issuer")
+        for name in (subject, issuer):
+            if isinstance(name, str):
+                raise PisecError(str(path), f"certificate {number}: {name}")
+        damaged = damaged_extensions(certificate)
+        if damaged:
+            label = name_text(certificate.subject) or "(empty subject)"
+            raise PisecError(str(path), f"certificate {number} ({label}): {damaged[0].problem}")
+
+
 def verify(options: VerifyOptions) -> VerifyResult:
     at = options.at or datetime.now(UTC)
     anchors = load_certificates(options.ca_file, "CA certificate")
     certificates = load_certificates(options.cert_file, "certificate")
+    _require_intact(anchors, options.ca_file)
+    _require_intact(certificates, options.cert_file)
     leaf, intermediates = certificates[0], certificates[1:]
     checks: list[VerifyCheck] = []
 
