@@ -95,6 +95,24 @@ def renewal_due(
     return left < lifetime * threshold
 
 
+def ca_subject(common_name: str, organization: str, generation: Any = 1) -> list[dict[str, str]]:
+    """The subject of the fleet CA of one generation, in order.
+
+    The first CA carries the configured common name; each CA introduced by
+    a rollover appends its generation ("pisec fleet CA G2"). Two CAs that are
+    trusted at once must differ in name: OpenSSL picks a CRL by its issuer's
+    name, and a broker that loaded the wrong CA's CRL refuses the client.
+    """
+    try:
+        number = int(generation)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(f"CA generation {generation!r} is not an integer") from None
+    if number < 1:
+        raise AnsibleFilterError(f"CA generation {generation!r} is below 1")
+    name = common_name if number == 1 else f"{common_name} G{number}"
+    return [{"O": organization}, {"CN": name}]
+
+
 class FilterModule:
     """pisec filters for the CA's serials and revocations."""
 
@@ -104,4 +122,5 @@ class FilterModule:
             "pisec_revocation": revocation,
             "pisec_crl_entry": crl_entry,
             "pisec_renewal_due": renewal_due,
+            "pisec_ca_subject": ca_subject,
         }
