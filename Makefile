@@ -45,7 +45,8 @@ unit: venv ## pytest (needs the mosquitto binary for the broker tests)
 
 molecule: venv image ## Molecule scenarios in systemd containers
 	@scripts/ensure-docker.sh
-	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
+	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PISEC_PYTHON_PREFIX=$$(scripts/python-prefix.sh $(BIN)/python) \
+	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
 
 test: lint unit molecule ## Everything CI checks
 
