@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 
 import pisec.cli
 import pisec.fleet
@@ -137,3 +138,32 @@ def test_bad_inventory_is_an_input_error(
     code = main(["fleet", "certs", "-i", str(tmp_path / "missing")])
     assert code == 2
     assert capsys.readouterr().err.startswith("pisec: error: ")
+
+
+def _crl_pem(issuer: str, days_left: int) -> str:
+    now = datetime.now(UTC)
+    ca = build(name(issuer), new_key("p256"), ca=True)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now - timedelta(days=1))
+        .next_update(now + timedelta(days=days_left, hours=1))
+        .sign(ca.key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_every_crl_of_a_rollover_bundle_is_listed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # During a CA rollover the broker's crlfile holds the CRL of each CA;
+    # the second one running out must not hide behind the first.
+    bundle = _crl_pem("pisec fleet CA", 25) + _crl_pem("pisec fleet CA G2", 5)
+    output = "==> pisec-file /etc/mosquitto/certs/pisec-ca.crl\n" + bundle
+    code, reports = _run(monkeypatch, capsys, {"broker-1": output, "sensor-1": ""})
+    assert code == 1
+    crls = reports[0]["certificates"]
+    assert [(c["role"], c["days_left"], c["due"]) for c in crls] == [
+        ("broker CRL", 25, False),
+        ("broker CRL", 5, True),
+    ]

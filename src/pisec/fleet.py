@@ -10,6 +10,7 @@ due rule the roles apply (less than a third of the lifetime left).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -25,6 +26,8 @@ from cryptography import x509
 
 from pisec.errors import PisecError
 from pisec.inspect import serial_hex
+
+_CRL_BLOCK = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.DOTALL)
 
 # What pisec manages on a host, by role. Public files only.
 MANAGED_FILES = (
@@ -177,21 +180,23 @@ def assess(
             continue
         try:
             if role.endswith("CRL"):
-                crl = x509.load_pem_x509_crl(data)
-                next_update = crl.next_update_utc
-                days = None if next_update is None else (next_update - now).days
-                held.append(
-                    HeldCertificate(
-                        host,
-                        role,
-                        path,
-                        None,
-                        crl.last_update_utc,
-                        next_update,
-                        days,
-                        next_update is None or (next_update - now).days < crl_days,
+                # During a CA rollover the file holds one CRL per trusted CA.
+                for block in _CRL_BLOCK.findall(data) or [data]:
+                    crl = x509.load_pem_x509_crl(block)
+                    next_update = crl.next_update_utc
+                    days = None if next_update is None else (next_update - now).days
+                    held.append(
+                        HeldCertificate(
+                            host,
+                            role,
+                            path,
+                            None,
+                            crl.last_update_utc,
+                            next_update,
+                            days,
+                            next_update is None or (next_update - now).days < crl_days,
+                        )
                     )
-                )
                 continue
             certificate = x509.load_pem_x509_certificate(data)
         except ValueError as exc:
