@@ -162,38 +162,27 @@ SERVER_AUTH = [ExtendedKeyUsageOID.SERVER_AUTH]
 CLIENT_AUTH = [ExtendedKeyUsageOID.CLIENT_AUTH]
 
 
-def openssl_sm2(directory: Path) -> Path:
-    """A self-signed SM2 certificate: a curve cryptography cannot load."""
-    key, cert = directory / "sm2.key", directory / "sm2.pem"
+def openssl_self_signed(
+    directory: Path, stem: str, genpkey: list[str], req: list[str] | None = None
+) -> Path:
+    """A key made by `openssl genpkey GENPKEY...` and a certificate it signs
+    itself with `openssl req -x509 REQ...`: for keys cryptography cannot make."""
+    key, cert = directory / f"{stem}.key", directory / f"{stem}.pem"
+    subprocess.run(["openssl", "genpkey", *genpkey, "-out", str(key)], check=True)
     subprocess.run(
-        [
-            "openssl",
-            "genpkey",
-            "-algorithm",
-            "EC",
-            "-pkeyopt",
-            "ec_paramgen_curve:SM2",
-            "-out",
-            str(key),
-        ],
-        check=True,
-    )
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            str(key),
-            "-subj",
-            "/CN=sm2",
-            "-sm3",
-            "-days",
-            "3",
-            "-out",
-            str(cert),
-        ],
+        ["openssl", "req", "-x509", "-new", "-key", str(key), "-subj", f"/CN={stem}"]
+        + (req or [])
+        + ["-out", str(cert)],
         check=True,
     )
     return cert
+
+
+def openssl_sm2(directory: Path) -> Path:
+    """A self-signed SM2 certificate: a curve cryptography cannot load."""
+    return openssl_self_signed(
+        directory,
+        "sm2",
+        ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:SM2"],
+        ["-sm3", "-days", "3"],
+    )

@@ -17,7 +17,16 @@ from cryptography.x509.oid import AuthorityInformationAccessOID, ExtensionOID, N
 
 from pisec import der as pisec_der
 from pisec.cli import main
-from tests.certs import KEY_KINDS, SERVER_AUTH, build, name, new_key, openssl_sm2, server_sans
+from tests.certs import (
+    KEY_KINDS,
+    SERVER_AUTH,
+    build,
+    name,
+    new_key,
+    openssl_self_signed,
+    openssl_sm2,
+    server_sans,
+)
 
 CA_BUNDLE_DIR = Path("/usr/share/ca-certificates")
 
@@ -437,23 +446,7 @@ def test_public_key_heading_as_openssl_prints_it(
 def test_rsa_pss_key_is_named_as_openssl_does(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    key, cert = tmp_path / "pss.key", tmp_path / "pss.crt"
-    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA-PSS", "-out", str(key)], check=True)
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            str(key),
-            "-subj",
-            "/CN=pss",
-            "-out",
-            str(cert),
-        ],
-        check=True,
-    )
+    cert = openssl_self_signed(tmp_path, "pss", ["-algorithm", "RSA-PSS"])
     assert main(["inspect", str(cert)]) == 0
     ours = capsys.readouterr().out
     assert "            Public Key Algorithm: rsassaPss\n" in ours

@@ -34,11 +34,25 @@ class AclBroker:
     log: Path
 
 
+def _tls_listener(broker: Broker, workdir: Path, settings: str) -> Iterator[AclBroker]:
+    """A mosquitto on a free loopback port with the session broker's
+    certificates and the given authentication settings, while in use."""
+    port = free_port()
+    log = workdir / "mosquitto.log"
+    certs = broker.ca_file.parent
+    (workdir / "mosquitto.conf").write_text(
+        f"user root\n{settings}log_dest file {log}\nlog_type all\n"
+        f"listener {port} 127.0.0.1\ncafile {broker.ca_file}\n"
+        f"certfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
+    )
+    with running_mosquitto(workdir / "mosquitto.conf", port, log):
+        yield AclBroker(f"mqtts://localhost:{port}", broker.ca_file, log)
+
+
 @pytest.fixture(scope="module")
 def acl_broker(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AclBroker]:
     """The session broker's certificates, a new listener, and a restrictive ACL."""
     workdir = tmp_path_factory.mktemp("acl-broker")
-    certs = broker.ca_file.parent
     passwd = load_passwd_module()
     (workdir / "passwd").write_text(
         "".join(
@@ -49,23 +63,11 @@ def acl_broker(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iter
     (workdir / "acl").write_text(
         "user reader\ntopic read pisec/probe/#\n\nuser writer\ntopic write pisec/probe/#\n"
     )
-    port = free_port()
-    log = workdir / "mosquitto.log"
-    (workdir / "mosquitto.conf").write_text(
-        f"""user root
-allow_anonymous false
-password_file {workdir}/passwd
-acl_file {workdir}/acl
-log_dest file {log}
-log_type all
-listener {port} 127.0.0.1
-cafile {broker.ca_file}
-certfile {certs}/server.crt
-keyfile {certs}/server.key
-"""
+    yield from _tls_listener(
+        broker,
+        workdir,
+        f"allow_anonymous false\npassword_file {workdir}/passwd\nacl_file {workdir}/acl\n",
     )
-    with running_mosquitto(workdir / "mosquitto.conf", port, log):
-        yield AclBroker(f"mqtts://localhost:{port}", broker.ca_file, log)
 
 
 def _dynsec_client(username: str, password: str) -> dict[str, object]:
@@ -88,7 +90,6 @@ def dynsec_broker(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> I
     if not plugins:
         pytest.fail("mosquitto_dynamic_security.so is missing: the mosquitto package ships it")
     workdir = tmp_path_factory.mktemp("dynsec-broker")
-    certs = broker.ca_file.parent
     (workdir / "dynsec.json").write_text(
         json.dumps(
             {
@@ -104,23 +105,12 @@ def dynsec_broker(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> I
             }
         )
     )
-    port = free_port()
-    log = workdir / "mosquitto.log"
-    (workdir / "mosquitto.conf").write_text(
-        f"""user root
-per_listener_settings false
-plugin {plugins[0]}
-plugin_opt_config_file {workdir}/dynsec.json
-log_dest file {log}
-log_type all
-listener {port} 127.0.0.1
-cafile {broker.ca_file}
-certfile {certs}/server.crt
-keyfile {certs}/server.key
-"""
+    yield from _tls_listener(
+        broker,
+        workdir,
+        "per_listener_settings false\n"
+        f"plugin {plugins[0]}\nplugin_opt_config_file {workdir}/dynsec.json\n",
     )
-    with running_mosquitto(workdir / "mosquitto.conf", port, log):
-        yield AclBroker(f"mqtts://localhost:{port}", broker.ca_file, log)
 
 
 def _probe(
