@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 PY_SOURCES := src tests roles plugins molecule
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help deps venv image demo demo-clean lint unit molecule test lock clean
+.PHONY: help deps venv image demo demo-clean lint unit molecule bench bench-ansible bench-smoke test lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,7 +48,22 @@ molecule: venv image ## Molecule scenarios in systemd containers
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PISEC_PYTHON_PREFIX=$$(scripts/python-prefix.sh $(BIN)/python) \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
 
-test: lint unit molecule ## Everything CI checks
+bench: venv image ## Measure what TLS, the VPN and provisioning cost (docs/benchmarks.md, < 20 min)
+	@scripts/ensure-docker.sh
+	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
+	  $(BIN)/python -m pisec.bench --output docs/benchmarks
+
+bench-ansible: venv image ## Time site.yml's second run on 5 Pis with each Ansible setting (docs/benchmarks-ansible.md)
+	@scripts/ensure-docker.sh
+	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
+	  $(BIN)/python -m pisec.bench --skip-broker --fleet-sizes 5 --ansible-settings --output docs/benchmarks-ansible
+
+bench-smoke: venv image ## The bench with tiny counts and a 1-Pi fleet (proves it runs; writes .bench-smoke/)
+	@scripts/ensure-docker.sh
+	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
+	  $(BIN)/python -m pisec.bench --smoke --output .bench-smoke/benchmarks
+
+test: lint unit molecule bench-smoke ## Everything CI checks
 
 lock: ## Re-resolve requirements.txt from pyproject.toml
 	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet -e '.[ansible,dev]' \

@@ -141,7 +141,7 @@ class Broker:
 
 
 @contextlib.contextmanager
-def running_mosquitto(config: Path, port: int, log: Path) -> Iterator[None]:
+def running_mosquitto(config: Path, port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """mosquitto with this configuration, until the block ends; waits for `port`."""
     mosquitto = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(mosquitto).exists():
@@ -163,7 +163,7 @@ def running_mosquitto(config: Path, port: int, log: Path) -> Iterator[None]:
                         f"mosquitto did not start: {log.read_text() if log.exists() else ''}"
                     )
                 time.sleep(0.05)
-        yield
+        yield process
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -229,3 +229,41 @@ use_identity_as_username true
             client_cert,
             client_key,
         )
+
+
+BENCH_USER = "bench-user"
+BENCH_PASSWORD = "bench password"
+
+
+@dataclass(frozen=True)
+class BenchBrokerFiles:
+    """A broker for the bench code: a listener without TLS and one with, sharing
+    users and an ACL that lets bench-user use pisec/bench/# (the session
+    broker's ACL allows only a client's own tree)."""
+
+    config: Path
+    log: Path
+    plain_port: int
+    tls_port: int
+    password_file: Path
+
+
+def write_bench_broker(broker: Broker, workdir: Path) -> BenchBrokerFiles:
+    passwd = load_passwd_module()
+    hashed = passwd.Pbkdf2Hash.new(BENCH_PASSWORD, 1000).render()
+    (workdir / "passwd").write_text(f"{BENCH_USER}:{hashed}\n")
+    (workdir / "acl").write_text(f"user {BENCH_USER}\ntopic readwrite pisec/bench/#\n")
+    password_file = workdir / "password"
+    password_file.write_text(f"{BENCH_PASSWORD}\n")
+    plain_port, tls_port = free_port(), free_port()
+    log = workdir / "mosquitto.log"
+    certs = broker.ca_file.parent
+    config = workdir / "mosquitto.conf"
+    config.write_text(
+        f"user root\nper_listener_settings false\nallow_anonymous false\n"
+        f"password_file {workdir}/passwd\nacl_file {workdir}/acl\nlog_dest file {log}\n"
+        f"listener {plain_port} 127.0.0.1\n"
+        f"listener {tls_port} 127.0.0.1\ncafile {broker.ca_file}\n"
+        f"certfile {certs}/server.crt\nkeyfile {certs}/server.key\ntls_version tlsv1.2\n"
+    )
+    return BenchBrokerFiles(config, log, plain_port, tls_port, password_file)

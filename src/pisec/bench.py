@@ -1,0 +1,718 @@
+"""`make bench`: what pisec's security costs, measured on simulated Pis.
+
+Everything runs against the project's own containers (Debian bookworm with
+systemd, as in the Molecule scenarios), provisioned by the project's own
+playbooks:
+
+1. The broker: connect latency and broker CPU per connection, publish
+   throughput and resident memory, for plaintext (a listener the bench adds
+   for the baseline only; pisec never offers one), TLS with an ECDSA P-256
+   and an RSA-2048 server certificate, mutual TLS with each, MQTT inside
+   WireGuard, and TLS inside WireGuard.
+2. The fleet: wall time of playbooks/site.yml for 1, 5 and 20 Pis, first
+   and second run, next to the floor (ping plus fact gathering), and the
+   Ansible settings tried on the largest fleet.
+
+Results go to docs/benchmarks.json and the generated part of
+docs/benchmarks.md. Every load is bounded in count and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pisec import benchreport
+from pisec.benchcore import (
+    BenchError,
+    BrokerBench,
+    Counts,
+    Credentials,
+    Endpoint,
+    Running,
+    RunningProcess,
+    Usage,
+    loadgen_report,
+    parse_usage,
+)
+
+LABEL = "pisec.bench=1"
+NETWORK = "pisec-bench"
+VPN_HUB = "10.88.0.1"
+VPN_CLIENT = "10.88.0.11"
+BENCH_USER = "pisec-bench"
+PLAINTEXT_PORT = 1884  # the baseline listener, added by the bench only
+LOADGEN = "/root/pisec-loadgen.py"
+CLIENT_TLS = "/etc/pisec/tls"
+
+
+def log(message: str) -> None:
+    """Progress for people, on stderr."""
+    stamp = time.strftime("%H:%M:%S")
+    print(f"\033[1;34m[{stamp}] {message}\033[0m", file=sys.stderr, flush=True)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    timeout: float = 600,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+            cwd=cwd,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchError(f"{shlex.join(argv)[:200]}: no answer within {timeout:.0f} s") from exc
+    if check and done.returncode != 0:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-25:]
+        raise BenchError(f"{shlex.join(argv)[:200]}: exit {done.returncode}\n" + "\n".join(tail))
+    return done
+
+
+def stream(argv: Sequence[str], *, env: dict[str, str], timeout: float, cwd: Path) -> str:
+    """Run a playbook, showing each play as it starts; return its output."""
+    started = time.monotonic()
+    lines: list[str] = []
+    with subprocess.Popen(
+        list(argv),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=cwd,
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("PLAY [") and "RECAP" not in line:
+                play = line.removeprefix("PLAY [").split("]", 1)[0]
+                print(
+                    f"    {time.monotonic() - started:5.0f} s  {play}", file=sys.stderr, flush=True
+                )
+            if time.monotonic() - started > timeout:
+                process.kill()
+                raise BenchError(f"{shlex.join(argv)[:200]}: not done within {timeout:.0f} s")
+        code = process.wait()
+    if code != 0:
+        tail = "".join(lines[-30:])
+        raise BenchError(f"{shlex.join(argv)[:200]}: exit {code}\n{tail}")
+    return "".join(lines)
+
+
+# ---- Containers -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Docker:
+    binary: str
+
+    @classmethod
+    def find(cls) -> Docker:
+        binary = (
+            "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else shutil.which("docker")
+        )
+        if not binary:
+            raise BenchError("docker: not installed (run `make deps`)")
+        return cls(binary)
+
+    def __call__(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        return run([self.binary, *args], timeout=timeout, check=check).stdout
+
+    def start_pis(self, image: str, names: Sequence[str]) -> None:
+        """Start systemd containers (as Molecule does) and wait for their boot."""
+        running = len(self("ps", "-q").split())
+        ensure_inotify_instances(len(names) + running)
+        if not self("network", "ls", "-q", "--filter", f"name=^{NETWORK}$").strip():
+            self("network", "create", "--label", LABEL, NETWORK)
+        for name in names:
+            self("rm", "-f", name, check=False)
+            self(
+                "run",
+                "-d",
+                "--name",
+                name,
+                "--hostname",
+                name,
+                "--network",
+                NETWORK,
+                "--label",
+                LABEL,
+                "--cap-add",
+                "SYS_ADMIN",
+                "--cap-add",
+                "NET_ADMIN",
+                "--device",
+                "/dev/net/tun:/dev/net/tun",
+                "--tmpfs",
+                "/run",
+                "--tmpfs",
+                "/run/lock",
+                "-v",
+                "/sys/fs/cgroup:/sys/fs/cgroup:ro",
+                "--stop-signal",
+                "SIGRTMIN+3",
+                image,
+                "/sbin/init",
+            )
+        for name in names:
+            state = ""
+            for _ in range(90):
+                state = self("exec", name, "systemctl", "is-system-running", check=False).strip()
+                if state in ("running", "degraded"):
+                    break
+                time.sleep(1)
+            else:
+                jobs = self("exec", name, "systemctl", "list-jobs", "--no-legend", check=False)
+                raise BenchError(
+                    f"{name}: systemd did not boot within 90 s (state {state!r}); "
+                    f"waiting: {jobs.strip()[:300] or 'nothing'}"
+                )
+
+    def remove_all(self) -> None:
+        names = self("ps", "-aq", "--filter", f"label={LABEL}").split()
+        if names:
+            self("rm", "-f", *names, timeout=600)
+        self("network", "rm", NETWORK, check=False)
+
+
+INOTIFY_INSTANCES = Path("/proc/sys/fs/inotify/max_user_instances")
+# systemd, journald and logind of one container hold about half a dozen
+# inotify instances, all counted against root on the host.
+INOTIFY_PER_PI = 12
+
+
+def ensure_inotify_instances(pis: int) -> None:
+    """Raise fs.inotify.max_user_instances (128 by default) for `pis` Pis at once.
+
+    Without it, the twentieth systemd container never finishes booting.
+    """
+    current = int(INOTIFY_INSTANCES.read_text(encoding="utf-8"))
+    needed = 128 + INOTIFY_PER_PI * pis
+    if current >= needed:
+        return
+    log(f"raising fs.inotify.max_user_instances from {current} to {needed} for {pis} Pis")
+    try:
+        INOTIFY_INSTANCES.write_text(f"{needed}\n", encoding="utf-8")
+    except OSError as exc:
+        raise BenchError(
+            f"{INOTIFY_INSTANCES}: {current} is too low for {pis} systemd containers and "
+            f"cannot be raised ({exc.strerror}); run `sysctl fs.inotify.max_user_instances="
+            f"{needed}` as root"
+        ) from exc
+
+
+class ContainerBroker:
+    def __init__(self, docker: Docker, name: str) -> None:
+        self.docker = docker
+        self.name = name
+        self.ticks = int(docker("exec", name, "getconf", "CLK_TCK").strip())
+
+    def usage(self, process: str) -> Usage:
+        script = (
+            f'p=$(pidof -s {shlex.quote(process)}) || {{ echo "no {process}" >&2; exit 3; }}; '
+            'echo "$p"; cat /proc/$p/stat; echo ---; cat /proc/$p/status'
+        )
+        out = self.docker("exec", self.name, "sh", "-c", script)
+        head, status = out.split("\n---\n", 1)
+        pid_line, stat = head.split("\n", 1)
+        return parse_usage(int(pid_line), stat, status, self.ticks)
+
+    def restart(self) -> None:
+        self.docker("exec", self.name, "systemctl", "restart", "mosquitto")
+        self.docker(
+            "exec",
+            self.name,
+            "sh",
+            "-c",
+            "for i in $(seq 50); do ss -Hltn | grep -q ':8883 \\|:1883 ' && exit 0; "
+            "sleep 0.2; done; exit 1",
+        )
+
+
+class ContainerClient:
+    def __init__(self, docker: Docker, name: str, loadgen: Path) -> None:
+        self.docker = docker
+        self.name = name
+        docker("cp", str(loadgen), f"{name}:{LOADGEN}")
+
+    def _argv(self, args: Sequence[str]) -> list[str]:
+        return [self.docker.binary, "exec", self.name, "python3", LOADGEN, *args]
+
+    def loadgen(self, args: Sequence[str], timeout: float) -> dict[str, Any]:
+        done = run(self._argv(args), timeout=timeout, check=False)
+        return loadgen_report(
+            f"{self.name}: loadgen {args[0]}", done.returncode, done.stdout, done.stderr
+        )
+
+    def start_loadgen(self, args: Sequence[str]) -> Running:
+        process = subprocess.Popen(
+            self._argv(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        return RunningProcess(process, f"{self.name}: loadgen {args[0]}")
+
+    def exists(self, path: str) -> bool:
+        return (
+            run([self.docker.binary, "exec", self.name, "test", "-e", path], check=False).returncode
+            == 0
+        )
+
+    def touch(self, path: str) -> None:
+        self.docker("exec", self.name, "touch", path)
+
+    def scratch(self, name: str) -> str:
+        return f"/run/pisec-bench-{name}"
+
+
+# ---- Ansible ------------------------------------------------------------------
+
+
+@dataclass
+class Project:
+    root: Path
+    state: Path
+    venv_bin: Path
+
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "ANSIBLE_CONFIG": str(self.root / "ansible.cfg"),
+                "ANSIBLE_NOCOLOR": "1",
+                "ANSIBLE_FORCE_COLOR": "0",
+                # Line by line, so that progress shows as plays start.
+                "PYTHONUNBUFFERED": "1",
+                "PATH": f"{self.venv_bin}:{env.get('PATH', '')}",
+            }
+        )
+        env.update(extra or {})
+        return env
+
+    def inventory(self, name: str, broker: str, clients: Sequence[str], vpn: bool) -> Path:
+        """An inventory of containers reached with `docker exec`, CA on this host."""
+        directory = self.state / name
+        directory.mkdir(parents=True, exist_ok=True)
+        acl = [{"topic": "pisec/bench/#", "access": "readwrite"}]
+        broker_vars: dict[str, Any] = {"pisec_wireguard_address": VPN_HUB} if vpn else {}
+        client_vars: dict[str, Any] = {}
+        for index, client in enumerate(clients):
+            client_vars[client] = (
+                {"pisec_wireguard_address": f"10.88.0.{11 + index}"} if vpn else {}
+            )
+        inventory = {
+            "all": {
+                "vars": {
+                    "pisec_ca_dir": str(directory / "ca"),
+                    "pisec_ca_passphrase_required": False,
+                    "pisec_mosquitto_credentials_dir": str(directory / "credentials"),
+                    "pisec_mosquitto_users": [{"name": BENCH_USER, "acl": acl}],
+                    "pisec_fleet_devices": [{"name": client, "acl": acl} for client in clients],
+                },
+                "children": {
+                    "pisec_ca": {
+                        "hosts": {
+                            "localhost": {
+                                "ansible_connection": "local",
+                                "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+                            }
+                        }
+                    },
+                    "pisec_brokers": {"hosts": {broker: broker_vars}},
+                    "pisec_clients": {"hosts": client_vars},
+                    "pisec_pis": {
+                        "children": {"pisec_brokers": {}, "pisec_clients": {}},
+                        "vars": {
+                            "ansible_connection": "community.docker.docker",
+                            "ansible_python_interpreter": "/usr/bin/python3",
+                        },
+                    },
+                },
+            }
+        }
+        path = directory / "hosts.yml"
+        path.write_text(yaml.safe_dump(inventory, sort_keys=False), encoding="utf-8")
+        return path
+
+    def playbook(
+        self,
+        inventory: Path,
+        playbook: str,
+        *extra: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 1200,
+    ) -> tuple[float, dict[str, int]]:
+        """Run a playbook; return its wall time and the recap's totals."""
+        argv = [
+            str(self.venv_bin / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(self.root / "playbooks" / playbook),
+            *extra,
+        ]
+        started = time.monotonic()
+        output = stream(argv, env=self.env(env), timeout=timeout, cwd=self.root)
+        return time.monotonic() - started, recap_totals(output)
+
+    def adhoc(self, inventory: Path, module: str, *args: str, timeout: float = 600) -> float:
+        argv = [str(self.venv_bin / "ansible"), "-i", str(inventory), "pisec_pis", "-m", module]
+        started = time.monotonic()
+        run([*argv, *args], env=self.env(), timeout=timeout, cwd=self.root)
+        return time.monotonic() - started
+
+
+def recap_totals(output: str) -> dict[str, int]:
+    """Sum every PLAY RECAP line: ok, changed, failed, unreachable ..."""
+    totals: dict[str, int] = {}
+    for line in output.splitlines():
+        if " : ok=" not in line:
+            continue
+        for key, value in re.findall(r"(\w+)=(\d+)", line.split(" : ", 1)[1]):
+            totals[key] = totals.get(key, 0) + int(value)
+    if not totals:
+        raise BenchError("ansible-playbook printed no PLAY RECAP")
+    return totals
+
+
+# ---- Part 1: the broker ---------------------------------------------------------
+
+
+def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -> dict[str, Any]:
+    broker_name, client_name = "pisec-bench-broker", "pisec-bench-client"
+    log("broker: starting a broker Pi and a client Pi")
+    docker.start_pis(image, [broker_name, client_name])
+    inventory = project.inventory("broker", broker_name, [client_name], vpn=True)
+    log("broker: provisioning with playbooks/site.yml (TLS, ECDSA P-256, WireGuard up)")
+    project.playbook(inventory, "site.yml")
+
+    # The baseline: a plaintext listener on the network, for this measurement
+    # only. Same password file and ACL (per_listener_settings false).
+    docker(
+        "exec",
+        broker_name,
+        "sh",
+        "-c",
+        f"printf 'listener {PLAINTEXT_PORT}\\nprotocol mqtt\\n' "
+        "> /etc/mosquitto/conf.d/zz-pisec-bench.conf",
+    )
+    broker = ContainerBroker(docker, broker_name)
+    broker.restart()
+    password = project.state / "broker" / "credentials" / BENCH_USER
+    docker("cp", str(password), f"{client_name}:/root/pisec-bench-password")
+    client = ContainerClient(docker, client_name, Path(__file__).with_name("loadgen.py"))
+    creds = Credentials(
+        username=BENCH_USER,
+        password_file="/root/pisec-bench-password",
+        cafile=f"{CLIENT_TLS}/pisec-ca.crt",
+        cert=f"{CLIENT_TLS}/client.crt",
+        key=f"{CLIENT_TLS}/client.key",
+    )
+    address = docker(
+        "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", broker_name
+    ).strip()
+
+    def endpoint(
+        label: str, host: str, port: int, tls: bool = False, cert: bool = False
+    ) -> Endpoint:
+        return Endpoint(label, host, port, tls=tls, client_cert=cert, server_name=broker_name)
+
+    plain = endpoint("plaintext", address, PLAINTEXT_PORT)
+    tls_ecdsa = endpoint("tls-ecdsa", address, 8883, tls=True)
+    mtls_ecdsa = endpoint("mtls-ecdsa", address, 8884, tls=True, cert=True)
+    bench = BrokerBench(broker, client, creds, counts, extra_processes=("wireguard-go",))
+
+    steps: list[tuple[str, Any]] = [
+        ("connect, plaintext", lambda: bench.connect(plain)),
+        ("connect, TLS ECDSA P-256 + password", lambda: bench.connect(tls_ecdsa)),
+        ("connect, mutual TLS ECDSA P-256", lambda: bench.connect(mtls_ecdsa)),
+        ("throughput QoS 0, plaintext", lambda: bench.throughput(plain, 0)),
+        ("throughput QoS 1, plaintext", lambda: bench.throughput(plain, 1)),
+        ("throughput QoS 0, TLS", lambda: bench.throughput(tls_ecdsa, 0)),
+        ("throughput QoS 1, TLS", lambda: bench.throughput(tls_ecdsa, 1)),
+        ("memory, plaintext clients", lambda: bench.memory(plain)),
+        ("memory, TLS clients", lambda: bench.memory(tls_ecdsa)),
+    ]
+    _run_steps("broker (TLS, ECDSA)", steps)
+
+    vpn = endpoint("vpn", VPN_HUB, 1883)
+    vpn_tls = endpoint("vpn+tls", VPN_HUB, 8883, tls=True)
+    tls_nagle = endpoint("tls-ecdsa-nagle", address, 8883, tls=True)
+    mtls_nagle = endpoint("mtls-ecdsa-nagle", address, 8884, tls=True, cert=True)
+    tls_rsa = endpoint("tls-rsa", address, 8883, tls=True)
+    mtls_rsa = endpoint("mtls-rsa", address, 8884, tls=True, cert=True)
+    # Each phase re-provisions the broker with playbooks/broker.yml and these
+    # extra variables, then measures.
+    phases: list[tuple[str, dict[str, str], list[tuple[str, Any]]]] = [
+        (
+            "vpn (MQTT inside WireGuard only)",
+            {"pisec_mosquitto_transport": "vpn"},
+            [
+                ("connect, MQTT inside WireGuard", lambda: bench.connect(vpn)),
+                ("throughput QoS 0, WireGuard", lambda: bench.throughput(vpn, 0)),
+                ("throughput QoS 1, WireGuard", lambda: bench.throughput(vpn, 1)),
+                ("wireguard-go memory", lambda: bench.process_memory("wireguard-go")),
+            ],
+        ),
+        (
+            "vpn+tls",
+            {"pisec_mosquitto_transport": "vpn+tls"},
+            [
+                ("connect, TLS inside WireGuard", lambda: bench.connect(vpn_tls)),
+                ("throughput QoS 0, TLS inside WireGuard", lambda: bench.throughput(vpn_tls, 0)),
+                ("throughput QoS 1, TLS inside WireGuard", lambda: bench.throughput(vpn_tls, 1)),
+            ],
+        ),
+        (
+            "tls, ECDSA, Nagle's algorithm on (set_tcp_nodelay false)",
+            {"pisec_mosquitto_transport": "tls", "pisec_mosquitto_tcp_nodelay": "false"},
+            [
+                ("connect, TLS ECDSA + password, Nagle on", lambda: bench.connect(tls_nagle)),
+                ("connect, mutual TLS ECDSA, Nagle on", lambda: bench.connect(mtls_nagle)),
+                ("throughput QoS 0, TLS, Nagle on", lambda: bench.throughput(tls_nagle, 0)),
+                ("throughput QoS 1, TLS, Nagle on", lambda: bench.throughput(tls_nagle, 1)),
+            ],
+        ),
+        (
+            "tls with an RSA-2048 server key",
+            {
+                "pisec_mosquitto_transport": "tls",
+                "pisec_mosquitto_key_type": "rsa",
+                "pisec_mosquitto_key_size": "2048",
+            },
+            [
+                ("connect, TLS RSA-2048 + password", lambda: bench.connect(tls_rsa)),
+                ("connect, mutual TLS RSA-2048", lambda: bench.connect(mtls_rsa)),
+            ],
+        ),
+    ]
+    for title, extra_vars, phase_steps in phases:
+        log(f"broker: switching to {title}")
+        settings = [arg for key, value in extra_vars.items() for arg in ("-e", f"{key}={value}")]
+        project.playbook(inventory, "broker.yml", *settings)
+        _run_steps(f"broker ({title})", phase_steps)
+    docker("rm", "-f", broker_name, client_name, timeout=600)
+    return bench.results
+
+
+def _run_steps(part: str, steps: Sequence[tuple[str, Any]]) -> None:
+    for index, (title, step) in enumerate(steps, start=1):
+        log(f"{part} [{index}/{len(steps)}] {title}")
+        step()
+
+
+# ---- Part 2: the fleet ------------------------------------------------------------
+
+
+@dataclass
+class FleetRun:
+    pis: int
+    floor_seconds: float
+    first_seconds: float
+    second_seconds: float
+    first_changed: int
+    second_changed: int
+    settings: dict[str, float] = field(default_factory=dict)
+
+
+# Settings tried on the idempotent run of the largest fleet. Each is the
+# environment variable Ansible reads for the ansible.cfg key it overrides.
+SETTINGS: dict[str, dict[str, str]] = {
+    "ansible.cfg as committed": {},
+    "forks 5 (Ansible's default)": {"ANSIBLE_FORKS": "5"},
+    "strategy free": {"ANSIBLE_STRATEGY": "free"},
+    "pipelining off": {"ANSIBLE_PIPELINING": "False"},
+    "fact cache (jsonfile, gathering smart)": {
+        "ANSIBLE_GATHERING": "smart",
+        "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": "{state}/facts",
+    },
+}
+
+
+def bench_fleet(
+    docker: Docker,
+    project: Project,
+    image: str,
+    sizes: Sequence[int],
+    settings: bool,
+    keep: bool = False,
+) -> list[FleetRun]:
+    runs = []
+    for size in sizes:
+        names = [f"pisec-bench-f{size}-broker"] + [
+            f"pisec-bench-f{size}-pi{index:02d}" for index in range(1, size)
+        ]
+        log(f"fleet of {size}: starting {size} Pi container(s)")
+        docker.start_pis(image, names)
+        inventory = project.inventory(f"fleet{size}", names[0], names[1:], vpn=False)
+        log(f"fleet of {size}: floor (ping + fact gathering)")
+        floor = project.adhoc(inventory, "ansible.builtin.ping")
+        floor += project.adhoc(
+            inventory, "ansible.builtin.setup", "-a", "gather_subset=!all,network"
+        )
+        log(f"fleet of {size}: site.yml, first run")
+        first, first_recap = project.playbook(inventory, "site.yml")
+        log(f"fleet of {size}: site.yml, second run")
+        second, second_recap = project.playbook(inventory, "site.yml")
+        if second_recap.get("changed", 0) != 0:
+            raise BenchError(f"fleet of {size}: second run of site.yml changed {second_recap}")
+        run_ = FleetRun(
+            pis=size,
+            floor_seconds=round(floor, 1),
+            first_seconds=round(first, 1),
+            second_seconds=round(second, 1),
+            first_changed=first_recap.get("changed", 0),
+            second_changed=second_recap.get("changed", 0),
+        )
+        if settings:
+            for label, env in SETTINGS.items():
+                log(f"fleet of {size}: second run with {label}")
+                env = {key: value.format(state=project.state) for key, value in env.items()}
+                seconds, recap = project.playbook(inventory, "site.yml", env=env)
+                if recap.get("changed", 0) != 0:
+                    raise BenchError(f"fleet of {size} with {label}: changed {recap}")
+                run_.settings[label] = round(seconds, 1)
+        runs.append(run_)
+        if not keep:
+            docker("rm", "-f", *names, timeout=600)
+    return runs
+
+
+# ---- The command --------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    openssl = run(["openssl", "version"], check=False).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "arch": platform.machine(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "openssl": openssl,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pisec-bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=Path("docs/benchmarks"),
+        help="stem of the .md and .json files (default docs/benchmarks)",
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny counts, one 1-Pi fleet: proves the bench runs"
+    )
+    parser.add_argument(
+        "--fleet-sizes", default="1,5,20", help="Pis per fleet run (default 1,5,20)"
+    )
+    parser.add_argument(
+        "--ansible-settings",
+        action="store_true",
+        help="also time the second run with each Ansible setting in turn (make bench-ansible)",
+    )
+    parser.add_argument("--skip-broker", action="store_true")
+    parser.add_argument("--skip-fleet", action="store_true")
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the last fleet's containers running (debugging)"
+    )
+    args = parser.parse_args(argv)
+
+    root = Path.cwd()
+    if not (root / "playbooks" / "site.yml").is_file():
+        print(
+            f"pisec-bench: error: {root}: not the pisec project (no playbooks/site.yml)",
+            file=sys.stderr,
+        )
+        return 2
+    image = os.environ.get("PISEC_IMAGE", "")
+    if not image:
+        print("pisec-bench: error: PISEC_IMAGE: not set (run `make bench`)", file=sys.stderr)
+        return 2
+    try:
+        sizes = [int(size) for size in args.fleet_sizes.split(",")]
+        if not sizes or min(sizes) < 1 or max(sizes) > 50:
+            raise ValueError
+    except ValueError:
+        print(
+            f"pisec-bench: error: --fleet-sizes: 1 to 50 Pis each, not {args.fleet_sizes!r}",
+            file=sys.stderr,
+        )
+        return 2
+    counts = Counts.smoke() if args.smoke else Counts()
+    if args.smoke:
+        sizes = [1]
+    docker = Docker.find()
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="pisec-bench-") as state:
+        project = Project(root=root, state=Path(state), venv_bin=Path(sys.executable).parent)
+        results: dict[str, Any] = {
+            "command": "make bench-smoke"
+            if args.smoke
+            else "make bench-ansible"
+            if args.ansible_settings
+            else "make bench",
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": machine(),
+            "counts": asdict(counts),
+        }
+        try:
+            docker.remove_all()
+            if not args.skip_broker:
+                results["broker"] = bench_broker(docker, project, image, counts)
+            if not args.skip_fleet:
+                fleet = bench_fleet(
+                    docker, project, image, sizes, settings=args.ansible_settings, keep=args.keep
+                )
+                results["fleet"] = [asdict(run_) for run_ in fleet]
+        except BenchError as exc:
+            print(f"pisec-bench: error: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            if not args.keep:
+                docker.remove_all()
+    results["seconds"] = round(time.monotonic() - started, 1)
+    json_path = args.output.with_suffix(".json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    md_path = args.output.with_suffix(".md")
+    benchreport.update_markdown(md_path, benchreport.render(results))
+    log(f"done in {results['seconds']:.0f} s: {md_path}, {json_path}")
+    print(benchreport.headline(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""The broker measurements of `make bench`, independent of where the broker runs.
+
+A measurement drives the load generator (pisec/loadgen.py, standard library
+only) on a client and reads the broker's CPU time and resident memory from
+/proc. Where both run is a `Broker` and a `Client`: containers for the real
+bench (pisec.bench), loopback processes for the smoke test.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be made; the message names what and where."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    """A process's CPU time so far and its resident memory now."""
+
+    pid: int
+    cpu_seconds: float
+    rss_kib: int
+
+
+def parse_usage(pid: int, stat: str, status: str, ticks_per_second: int) -> Usage:
+    """Read utime+stime from /proc/PID/stat and VmRSS from /proc/PID/status."""
+    # The command name (field 2) is in parentheses and may hold spaces.
+    after_name = stat.rsplit(")", 1)[-1].split()
+    if len(after_name) < 13:
+        raise BenchError(f"/proc/{pid}/stat: unexpected content {stat[:80]!r}")
+    utime, stime = int(after_name[11]), int(after_name[12])
+    rss = next(
+        (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
+        None,
+    )
+    if rss is None:
+        raise BenchError(f"/proc/{pid}/status: no VmRSS line")
+    return Usage(pid=pid, cpu_seconds=(utime + stime) / ticks_per_second, rss_kib=rss)
+
+
+class Broker(Protocol):
+    """The host the broker runs on."""
+
+    name: str
+
+    def usage(self, process: str) -> Usage:
+        """CPU time and memory of the (oldest) process named `process`."""
+
+    def restart(self) -> None:
+        """Restart mosquitto and wait until it accepts connections again."""
+
+
+class Running(Protocol):
+    def wait(self, timeout: float) -> dict[str, Any]: ...
+
+
+class Client(Protocol):
+    """The host the load generator runs on."""
+
+    name: str
+
+    def loadgen(self, args: Sequence[str], timeout: float) -> dict[str, Any]:
+        """Run the load generator to the end and return its JSON report."""
+
+    def start_loadgen(self, args: Sequence[str]) -> Running:
+        """Start the load generator in the background."""
+
+    def exists(self, path: str) -> bool: ...
+
+    def touch(self, path: str) -> None: ...
+
+    def scratch(self, name: str) -> str:
+        """A path on the client for coordination files."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One way to reach the broker: address, port, and what the client shows."""
+
+    label: str
+    host: str
+    port: int
+    tls: bool = False
+    client_cert: bool = False
+    server_name: str = ""
+
+    def args(self, creds: Credentials) -> list[str]:
+        argv = ["--host", self.host, "--port", str(self.port)]
+        if self.tls:
+            argv += ["--cafile", creds.cafile, "--server-name", self.server_name or self.host]
+        if self.client_cert:
+            argv += ["--cert", creds.cert, "--key", creds.key]
+        else:
+            argv += ["--username", creds.username, "--password-file", creds.password_file]
+        return argv
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Paths on the client: CA, client certificate and key, password file."""
+
+    username: str
+    password_file: str
+    cafile: str = ""
+    cert: str = ""
+    key: str = ""
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How much load each measurement puts on the broker (all bounded)."""
+
+    connects: int = 300
+    messages_qos0: int = 20000
+    messages_qos1: int = 5000
+    payload_bytes: int = 64
+    throughput_repeats: int = 3
+    held: tuple[int, ...] = (100, 1000)
+    max_seconds: float = 120.0
+
+    @classmethod
+    def smoke(cls) -> Counts:
+        return cls(
+            connects=8,
+            messages_qos0=200,
+            messages_qos1=100,
+            throughput_repeats=2,
+            held=(5, 20),
+            max_seconds=30.0,
+        )
+
+
+def summary(samples: Sequence[float]) -> dict[str, float]:
+    """Median, p95, min and max of a non-empty list of samples."""
+    if not samples:
+        raise BenchError("no samples to summarise")
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {
+        "median": statistics.median(ordered),
+        "p95": p95,
+        "min": ordered[0],
+        "max": ordered[-1],
+        "n": float(len(ordered)),
+    }
+
+
+@dataclass
+class BrokerBench:
+    """Runs the measurements of one broker set-up and collects the results."""
+
+    broker: Broker
+    client: Client
+    creds: Credentials
+    counts: Counts
+    extra_processes: tuple[str, ...] = ()
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def _cpu(self) -> dict[str, float]:
+        return {
+            name: self.broker.usage(name).cpu_seconds
+            for name in ("mosquitto", *self.extra_processes)
+        }
+
+    def _loadgen(self, command: str, endpoint: Endpoint, *args: str) -> dict[str, Any]:
+        """One bounded run of the load generator against `endpoint`."""
+        return self.client.loadgen(
+            [
+                command,
+                *endpoint.args(self.creds),
+                *args,
+                *("--max-seconds", str(self.counts.max_seconds)),
+                *("--client-id-prefix", f"bench-{command}-{endpoint.label}"),
+            ],
+            timeout=self.counts.max_seconds + 30,
+        )
+
+    def connect(self, endpoint: Endpoint) -> dict[str, Any]:
+        """Connect latency (TCP + TLS + CONNACK) and broker CPU per 1000 connects."""
+        before = self._cpu()
+        report = self._loadgen("connect", endpoint, "--count", str(self.counts.connects))
+        after = self._cpu()
+        done = len(report["samples_ms"])
+        if done == 0:
+            raise BenchError(f"{endpoint.label}: no connection to {endpoint.host}:{endpoint.port}")
+        result = {
+            "endpoint": endpoint.label,
+            "latency_ms": summary(report["samples_ms"]),
+            "failures": report.get("failures", 0),
+            "tls_version": report.get("tls_version"),
+            "cipher": report.get("cipher"),
+            "cpu_ms_per_1000": {
+                name: round((after[name] - before[name]) * 1000 / done * 1000, 1) for name in after
+            },
+        }
+        self.results.setdefault("connect", {})[endpoint.label] = result
+        return result
+
+    def throughput(self, endpoint: Endpoint, qos: int) -> dict[str, Any]:
+        """Messages per second through the broker, repeated; QoS 0 may lose some."""
+        count = self.counts.messages_qos0 if qos == 0 else self.counts.messages_qos1
+        runs = []
+        for _ in range(self.counts.throughput_repeats):
+            runs.append(
+                self._loadgen(
+                    "throughput",
+                    endpoint,
+                    *("--qos", str(qos), "--count", str(count)),
+                    *("--size", str(self.counts.payload_bytes)),
+                    # A message the broker drops (a full queue) is a result.
+                    "--allow-loss",
+                )
+            )
+        rates = [float(run["messages_per_second"]) for run in runs]
+        result = {
+            "endpoint": endpoint.label,
+            "qos": qos,
+            "messages": count,
+            "payload_bytes": self.counts.payload_bytes,
+            "messages_per_second": summary(rates),
+            "lost": sum(int(run.get("lost", 0)) for run in runs),
+        }
+        self.results.setdefault("throughput", {})[f"{endpoint.label}/qos{qos}"] = result
+        return result
+
+    @contextmanager
+    def holding(self, endpoint: Endpoint, count: int) -> Iterator[None]:
+        """Keep `count` clients connected inside the block."""
+        ready = self.client.scratch(f"hold-{endpoint.label}-{count}.ready")
+        release = self.client.scratch(f"hold-{endpoint.label}-{count}.release")
+        running = self.client.start_loadgen(
+            [
+                "hold",
+                *endpoint.args(self.creds),
+                "--count",
+                str(count),
+                "--hold-seconds",
+                str(self.counts.max_seconds),
+                "--max-seconds",
+                str(self.counts.max_seconds * 2),
+                "--ready-file",
+                ready,
+                "--release-file",
+                release,
+                "--client-id-prefix",
+                f"bench-hold-{endpoint.label}",
+            ]
+        )
+        deadline = time.monotonic() + self.counts.max_seconds
+        while not self.client.exists(ready):
+            if time.monotonic() > deadline:
+                self.client.touch(release)
+                report = running.wait(timeout=60)
+                raise BenchError(
+                    f"{endpoint.label}: {count} clients not connected within "
+                    f"{self.counts.max_seconds:.0f} s: {json.dumps(report)[:300]}"
+                )
+            time.sleep(0.2)
+        try:
+            yield
+        finally:
+            self.client.touch(release)
+            report = running.wait(timeout=self.counts.max_seconds + 30)
+            if int(report.get("connected", 0)) != count:
+                raise BenchError(
+                    f"{endpoint.label}: held {report.get('connected')} of {count} clients: "
+                    f"{report.get('error', '')}"
+                )
+
+    def memory(self, endpoint: Endpoint) -> dict[str, Any]:
+        """Broker resident memory, fresh and with each count of held clients."""
+        self.broker.restart()
+        rss = {"0": self.broker.usage("mosquitto").rss_kib}
+        for count in self.counts.held:
+            with self.holding(endpoint, count):
+                # Let the broker settle its buffers before reading.
+                time.sleep(1.0)
+                rss[str(count)] = self.broker.usage("mosquitto").rss_kib
+        result = {"endpoint": endpoint.label, "rss_kib": rss}
+        self.results.setdefault("memory", {})[endpoint.label] = result
+        return result
+
+    def process_memory(self, process: str) -> int:
+        """Resident memory of another process on the broker (wireguard-go)."""
+        rss = self.broker.usage(process).rss_kib
+        self.results.setdefault("processes", {})[process] = {"rss_kib": rss}
+        return rss
+
+
+class RunningProcess:
+    """A load generator started in the background."""
+
+    def __init__(self, process: subprocess.Popen[str], what: str) -> None:
+        self.process = process
+        self.what = what
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            self.process.kill()
+            raise BenchError(f"{self.what}: no result within {timeout:.0f} s") from exc
+        return loadgen_report(self.what, self.process.returncode, out, err)
+
+
+def loadgen_report(what: str, code: int, out: str, err: str) -> dict[str, Any]:
+    try:
+        report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    except (IndexError, json.JSONDecodeError) as exc:
+        raise BenchError(f"{what}: no JSON report (exit {code}): {err.strip()[-400:]}") from exc
+    if code != 0:
+        raise BenchError(f"{what}: exit {code}: {report.get('error') or err.strip()[-400:]}")
+    return report

@@ -1,0 +1,294 @@
+"""Tables of `make bench` results, for docs/benchmarks.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+BEGIN = "<!-- pisec-bench: begin (written by `make bench`; edits here are lost) -->"
+END = "<!-- pisec-bench: end -->"
+
+DESCRIPTIONS = {
+    "plaintext": "plaintext + password (baseline)",
+    "tls-ecdsa": "TLS, ECDSA P-256 server + password",
+    "mtls-ecdsa": "mutual TLS, ECDSA P-256 server",
+    "tls-rsa": "TLS, RSA-2048 server + password",
+    "mtls-rsa": "mutual TLS, RSA-2048 server",
+    "tls-ecdsa-nagle": "TLS, ECDSA P-256 + password, Nagle on",
+    "mtls-ecdsa-nagle": "mutual TLS, ECDSA P-256, Nagle on",
+    "vpn": "MQTT inside WireGuard + password",
+    "vpn+tls": "TLS inside WireGuard + password",
+}
+
+
+def _name(label: str) -> str:
+    return DESCRIPTIONS.get(label, label)
+
+
+def _ratio(value: float, base: float | None) -> str:
+    if not base:
+        return "-"
+    return f"{value / base:.2f}x"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    align = ["---" if index == 0 else "---:" for index in range(len(header))]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def _connect(broker: dict[str, Any]) -> list[str]:
+    connect = broker.get("connect", {})
+    if not connect:
+        return []
+    base = connect.get("plaintext")
+    base_latency = base["latency_ms"]["median"] if base else None
+    base_cpu = base["cpu_ms_per_1000"]["mosquitto"] if base else None
+    rows = []
+    for label, result in connect.items():
+        latency = result["latency_ms"]
+        cpu = result["cpu_ms_per_1000"]
+        wireguard = cpu.get("wireguard-go", 0.0)
+        rows.append(
+            [
+                _name(label),
+                f"{latency['median']:.1f}",
+                f"{latency['p95']:.1f}",
+                f"{latency['min']:.1f}-{latency['max']:.1f}",
+                _ratio(latency["median"], base_latency),
+                f"{cpu['mosquitto']:.0f}",
+                _ratio(cpu["mosquitto"], base_cpu),
+                f"{wireguard:.0f}" if label.startswith("vpn") else "-",
+                result.get("tls_version") or "-",
+            ]
+        )
+    return [
+        "### Connect: TCP + TLS handshake + CONNECT/CONNACK",
+        "",
+        "Latency is measured on the client Pi, one fresh connection after another. "
+        "Broker CPU is the broker's user+system time over the same connections, per "
+        "1,000 connections: with a password, it includes the PBKDF2 check of each "
+        "CONNECT (see the password table below); mutual TLS has none.",
+        "",
+        *_table(
+            [
+                "endpoint",
+                "median ms",
+                "p95 ms",
+                "min-max ms",
+                "x plaintext",
+                "broker CPU ms / 1,000",
+                "x plaintext",
+                "wireguard-go CPU ms / 1,000",
+                "TLS",
+            ],
+            rows,
+        ),
+    ]
+
+
+def _handshakes(broker: dict[str, Any]) -> list[str]:
+    connect = broker.get("connect", {})
+    pairs = [("mtls-ecdsa", "mtls-rsa"), ("tls-ecdsa", "tls-rsa")]
+    rows = []
+    for ecdsa, rsa in pairs:
+        if ecdsa in connect and rsa in connect:
+            cpu_ecdsa = connect[ecdsa]["cpu_ms_per_1000"]["mosquitto"]
+            cpu_rsa = connect[rsa]["cpu_ms_per_1000"]["mosquitto"]
+            rows.append(
+                [
+                    "mutual TLS" if ecdsa.startswith("mtls") else "TLS + password",
+                    f"{cpu_ecdsa:.0f}",
+                    f"{cpu_rsa:.0f}",
+                    _ratio(cpu_rsa, cpu_ecdsa),
+                ]
+            )
+    if not rows:
+        return []
+    return [
+        "### Broker CPU per 1,000 TLS handshakes: RSA-2048 vs ECDSA P-256",
+        "",
+        *_table(["listener", "ECDSA P-256 ms", "RSA-2048 ms", "RSA ÷ ECDSA"], rows),
+    ]
+
+
+def _throughput(broker: dict[str, Any]) -> list[str]:
+    throughput = broker.get("throughput", {})
+    if not throughput:
+        return []
+    rows = []
+    for result in throughput.values():
+        base = throughput.get(f"plaintext/qos{result['qos']}")
+        rate = result["messages_per_second"]
+        rows.append(
+            [
+                _name(result["endpoint"]),
+                str(result["qos"]),
+                f"{rate['median']:,.0f}",
+                f"{rate['min']:,.0f}-{rate['max']:,.0f}",
+                _ratio(rate["median"], base["messages_per_second"]["median"] if base else None),
+                str(result["lost"]),
+            ]
+        )
+    first = next(iter(throughput.values()))
+    return [
+        "### Publish throughput",
+        "",
+        f"One publisher and one subscriber on the client Pi, {first['payload_bytes']}-byte "
+        "payloads; messages per second from the first publish to the last delivery, over "
+        "the repeated runs (median, range). QoS 1 keeps at most 20 messages in flight "
+        "(the broker's max_inflight_messages).",
+        "",
+        *_table(["endpoint", "QoS", "msg/s median", "range", "x plaintext", "lost"], rows),
+    ]
+
+
+def _memory(broker: dict[str, Any]) -> list[str]:
+    memory = broker.get("memory", {})
+    if not memory:
+        return []
+    counts = sorted({int(count) for result in memory.values() for count in result["rss_kib"]})
+    base = memory.get("plaintext")
+    rows = []
+    for label, result in memory.items():
+        rss = result["rss_kib"]
+        most = str(counts[-1])
+        per_client = (rss[most] - rss["0"]) / counts[-1] if counts[-1] else 0.0
+        rows.append(
+            [
+                _name(label),
+                *(f"{rss[str(count)] / 1024:.1f}" for count in counts),
+                f"{per_client:.1f}",
+                _ratio(rss[most], base["rss_kib"][most] if base else None),
+            ]
+        )
+    header = [
+        "endpoint",
+        *(("idle" if count == 0 else f"{count:,} clients") + " MiB" for count in counts),
+        "KiB per client",
+        f"x plaintext at {counts[-1]:,}",
+    ]
+    lines = [
+        "### Broker resident memory (VmRSS of mosquitto)",
+        "",
+        "The broker is restarted before each row, then holds the clients connected.",
+        "",
+        *_table(header, rows),
+    ]
+    processes = broker.get("processes", {})
+    if "wireguard-go" in processes:
+        rss = processes["wireguard-go"]["rss_kib"] / 1024
+        lines += [f"The VPN adds wireguard-go on the broker: {rss:.1f} MiB resident.", ""]
+    return lines
+
+
+def _fleet(results: dict[str, Any]) -> list[str]:
+    fleet = results.get("fleet", [])
+    if not fleet:
+        return []
+    rows = [
+        [
+            str(run["pis"]),
+            f"{run['floor_seconds']:.1f}",
+            f"{run['first_seconds']:.1f}",
+            f"{run['second_seconds']:.1f}",
+            _ratio(run["second_seconds"], run["floor_seconds"]),
+            str(run["first_changed"]),
+            str(run["second_changed"]),
+        ]
+        for run in fleet
+    ]
+    lines = [
+        "### Provisioning: playbooks/site.yml",
+        "",
+        "One broker Pi, the rest client Pis with a client certificate each; the CA on this "
+        "host. The floor is `ansible pisec_pis -m ansible.builtin.ping` plus fact gathering "
+        "on the same hosts, in the same run. The containers are reached with `docker exec` "
+        "(community.docker.docker); a real fleet uses SSH.",
+        "",
+        *_table(
+            [
+                "Pis",
+                "floor s",
+                "first run s",
+                "second run s",
+                "second ÷ floor",
+                "changed (first)",
+                "changed (second)",
+            ],
+            rows,
+        ),
+    ]
+    for run in fleet:
+        if run.get("settings"):
+            base = run["settings"].get("ansible.cfg as committed")
+            lines += [
+                f"Ansible settings, second run of site.yml on {run['pis']} Pis "
+                "(each overrides one ansible.cfg key):",
+                "",
+                *_table(
+                    ["setting", "seconds", "x committed"],
+                    [
+                        [label, f"{seconds:.1f}", _ratio(seconds, base)]
+                        for label, seconds in run["settings"].items()
+                    ],
+                ),
+            ]
+    return lines
+
+
+def render(results: dict[str, Any]) -> str:
+    """The generated section of docs/benchmarks.md."""
+    machine = results["machine"]
+    broker = results.get("broker", {})
+    lines = [
+        BEGIN,
+        "",
+        "## `make bench`: the cost of security and of provisioning",
+        "",
+        f"Command: `{results['command']}` ({results.get('seconds', 0):.0f} s), "
+        f"{results['date']}. Machine: {machine['cpus']} x {machine['cpu']} ({machine['arch']}), "
+        f"kernel {machine['kernel']}, {machine['openssl']}. Broker and client are Debian "
+        "bookworm containers with systemd on this machine, provisioned by playbooks/site.yml; "
+        "they share its cores, so compare within a table. Ratios are to the plaintext "
+        "baseline of the same run. Raw numbers: `docs/benchmarks.json`.",
+        "",
+        *_connect(broker),
+        *_handshakes(broker),
+        *_throughput(broker),
+        *_memory(broker),
+        *_fleet(results),
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_markdown(path: Path, section: str) -> None:
+    """Replace the generated section of `path`, keeping the hand-written rest."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# pisec benchmarks\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        tail = rest.split(END, 1)[1]
+        text = head + section.rstrip("\n") + tail
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text, encoding="utf-8")
+
+
+def headline(results: dict[str, Any]) -> str:
+    """The ratios the README quotes, one line each."""
+    connect = results.get("broker", {}).get("connect", {})
+    lines = []
+    base = connect.get("plaintext")
+    for label in ("tls-ecdsa", "mtls-ecdsa", "tls-rsa", "vpn", "vpn+tls"):
+        if base and label in connect:
+            ratio = connect[label]["latency_ms"]["median"] / base["latency_ms"]["median"]
+            lines.append(f"connect latency, {_name(label)}: {ratio:.2f}x plaintext")
+    if "mtls-ecdsa" in connect and "mtls-rsa" in connect:
+        ratio = (
+            connect["mtls-rsa"]["cpu_ms_per_1000"]["mosquitto"]
+            / connect["mtls-ecdsa"]["cpu_ms_per_1000"]["mosquitto"]
+        )
+        lines.append(f"broker CPU per handshake, RSA-2048 vs ECDSA P-256: {ratio:.2f}x")
+    return "\n".join(lines)

@@ -1,0 +1,1198 @@
+"""Load generator for MQTT broker benchmarks: connect latency, throughput, held connections.
+
+Standard library only: the bench copies this one file into containers and runs
+it with the system python3 (`python3 loadgen.py COMMAND ...`), so it speaks
+MQTT 3.1.1 over raw sockets itself and imports nothing from pisec.
+
+Every command prints exactly one JSON object on stdout; progress and errors go
+to stderr. Exit codes: 0 the command ran (it may have stopped at --max-seconds:
+see "timed_out"), 1 a failure ("error" in the JSON object says what), 2 usage
+or input error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as `python3 src/pisec/loadgen.py`, the script's directory would come
+# first on sys.path, and pisec's inspect.py would shadow the standard
+# library's module of that name (dataclasses imports it). Nothing here is
+# imported from that directory.
+if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
+    sys.path.pop(0)
+
+import argparse
+import contextlib
+import json
+import resource
+import selectors
+import signal
+import socket
+import ssl
+import statistics
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import NoReturn
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+# MQTT 3.1.1 control packet types: the high nibble of a packet's first byte.
+CONNECT = 1
+CONNACK = 2
+PUBLISH = 3
+PUBACK = 4
+SUBSCRIBE = 8
+SUBACK = 9
+PINGREQ = 12
+PINGRESP = 13
+DISCONNECT = 14
+PINGREQ_PACKET = bytes((PINGREQ << 4, 0))
+DISCONNECT_PACKET = bytes((DISCONNECT << 4, 0))
+MAX_REMAINING_LENGTH = 268_435_455  # four length bytes of seven bits each
+MAX_PACKET_ID = 65_535
+SUBACK_FAILURE = 0x80
+CONNACK_CODES = {
+    1: "unacceptable protocol version",
+    2: "client identifier rejected",
+    3: "server unavailable",
+    4: "bad user name or password",
+    5: "not authorised",
+}
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+# QoS 0 has no acknowledgement to say the broker is done: once everything is
+# published, stop waiting when the subscriber has heard nothing for this long.
+DRAIN_IDLE_SECONDS = 2.0
+SUBSCRIBER_POLL_SECONDS = 0.2
+HOLD_POLL_SECONDS = 0.1
+DISCONNECT_TIMEOUT_SECONDS = 1.0
+# Descriptors beyond the held connections: stdio, the selector, the ssl module's files.
+SPARE_DESCRIPTORS = 32
+INTERRUPTED = "interrupted by SIGINT or SIGTERM"
+QOS0_BATCH_BYTES = 65_536
+COMPACT_AFTER_BYTES = 65_536  # of consumed packets at the front of the read buffer
+
+
+class LoadgenError(Exception):
+    """A failure, in one line. `fatal`: the next connection would fail the
+    same way (refused, bad credentials, untrusted certificate), so a command
+    stops rather than counting the same failure N times."""
+
+    def __init__(self, message: str, *, fatal: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fatal = fatal
+
+
+class InputError(LoadgenError):
+    """Options or files that cannot work: exit code 2."""
+
+
+class ProtocolError(LoadgenError):
+    """The broker sent something MQTT 3.1.1 does not allow here."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"protocol error: {message}", fatal=True)
+
+
+class DeadlineError(Exception):
+    """--max-seconds ran out: report what was done, with timed_out true."""
+
+
+class Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.started = time.monotonic()
+        self.end = self.started + seconds
+
+    def remaining(self) -> float:
+        return self.end - time.monotonic()
+
+    @property
+    def expired(self) -> bool:
+        return self.remaining() <= 0
+
+    def timeout(self, cap: float) -> float:
+        """A socket timeout: `cap`, or less so as not to pass the deadline."""
+        remaining = self.remaining()
+        if remaining <= 0:
+            raise DeadlineError
+        return min(cap, remaining)
+
+
+@dataclass(frozen=True)
+class Options:
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    client_id_prefix: str
+    keepalive: int
+    timeout: float
+    cafile: str | None
+    cert: str | None
+    key: str | None
+    server_name: str | None
+    tls_version: str
+
+    @property
+    def target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+# --- MQTT 3.1.1 packets -------------------------------------------------------
+
+
+def encode_remaining_length(length: int) -> bytes:
+    if not 0 <= length <= MAX_REMAINING_LENGTH:
+        raise ValueError(f"remaining length {length} is outside 0..{MAX_REMAINING_LENGTH}")
+    encoded = bytearray()
+    while True:
+        length, byte = divmod(length, 128)
+        encoded.append(byte | 0x80 if length else byte)
+        if not length:
+            return bytes(encoded)
+
+
+def _string(value: str) -> bytes:
+    return _binary(value.encode("utf-8"))
+
+
+def _binary(data: bytes) -> bytes:
+    if len(data) > 0xFFFF:
+        raise ValueError("an MQTT string is at most 65535 bytes")
+    return len(data).to_bytes(2, "big") + data
+
+
+def _packet(first_byte: int, body: bytes) -> bytes:
+    return bytes((first_byte,)) + encode_remaining_length(len(body)) + body
+
+
+def connect_packet(
+    client_id: str, username: str | None, password: str | None, keepalive: int
+) -> bytes:
+    flags = 0x02  # clean session
+    payload = _string(client_id)
+    if username is not None:
+        flags |= 0x80
+        payload += _string(username)
+    if password is not None:
+        flags |= 0x40
+        payload += _binary(password.encode("utf-8"))
+    header = _string("MQTT") + bytes((4, flags)) + keepalive.to_bytes(2, "big")
+    return _packet(CONNECT << 4, header + payload)
+
+
+def subscribe_packet(packet_id: int, topic: str, qos: int) -> bytes:
+    body = packet_id.to_bytes(2, "big") + _string(topic) + bytes((qos,))
+    return _packet(SUBSCRIBE << 4 | 0x02, body)
+
+
+def publish_packet(topic: str, payload: bytes, qos: int, packet_id: int = 0) -> bytes:
+    packet_id_bytes = packet_id.to_bytes(2, "big") if qos else b""
+    return _packet(PUBLISH << 4 | qos << 1, _string(topic) + packet_id_bytes + payload)
+
+
+def puback_packet(packet_id: int) -> bytes:
+    return _packet(PUBACK << 4, packet_id.to_bytes(2, "big"))
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    first_byte: int
+    body: bytes
+
+    @property
+    def kind(self) -> int:
+        return self.first_byte >> 4
+
+
+def parse_packet(buffer: bytes | bytearray, start: int = 0) -> tuple[Packet, int] | None:
+    """The packet at `start` and the offset after it, or None while it is incomplete."""
+    available = len(buffer) - start
+    length = 0
+    for index in range(1, 5):
+        if index >= available:
+            return None
+        byte = buffer[start + index]
+        length += (byte & 0x7F) << (7 * (index - 1))
+        if not byte & 0x80:
+            end = start + 1 + index + length
+            if len(buffer) < end:
+                return None
+            return Packet(buffer[start], bytes(buffer[start + 1 + index : end])), end
+    raise ProtocolError("remaining length longer than four bytes")
+
+
+# --- Connections -----------------------------------------------------------------
+
+
+def describe_os_error(exc: OSError) -> tuple[str, bool]:
+    """Words for a failed connect or handshake, and whether it is fatal."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        hint = ""
+        if exc.verify_code in (62, 64):  # host name or IP address mismatch
+            hint = " (set --server-name to a name in the broker's certificate)"
+        elif exc.verify_code in (2, 18, 19, 20, 21):
+            hint = " (is --cafile the CA that issued the broker's certificate?)"
+        return f"TLS certificate verification failed: {exc.verify_message}{hint}", True
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or str(exc)
+        if "CERTIFICATE_REQUIRED" in reason.upper():
+            return "the broker requires a client certificate (--cert and --key)", True
+        if reason == "WRONG_VERSION_NUMBER":
+            return "TLS error: WRONG_VERSION_NUMBER (is this port a TLS listener?)", True
+        fatal = any(word in reason.upper() for word in ("VERSION", "HANDSHAKE", "UNKNOWN_CA"))
+        return f"TLS error: {reason}", fatal
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: nothing listens on that port", True
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve the host name: {exc.strerror or exc}", True
+    if isinstance(exc, ConnectionResetError):
+        return "the broker reset the connection", False
+    return f"{exc.strerror or exc}", False
+
+
+class Connection:
+    """One MQTT connection over TCP or TLS. Reads are framed from a buffer,
+    so a packet split across reads, or several in one read, both work."""
+
+    def __init__(self, sock: socket.socket, options: Options, deadline: Deadline) -> None:
+        self.sock = sock
+        self.closed = False
+        self.last_sent = time.monotonic()
+        self._options = options
+        self._deadline = deadline
+        self._buffer = bytearray()
+        self._start = 0
+
+    def tls_facts(self) -> tuple[str | None, str | None]:
+        if isinstance(self.sock, ssl.SSLSocket):
+            cipher = self.sock.cipher()
+            return self.sock.version(), cipher[0] if cipher else None
+        return None, None
+
+    def send(self, data: bytes) -> None:
+        self.sock.settimeout(self._deadline.timeout(self._options.timeout))
+        try:
+            self.sock.sendall(data)
+        except TimeoutError:
+            if self._deadline.expired:
+                raise DeadlineError from None
+            raise LoadgenError(
+                f"timeout: the broker took no data for {self._options.timeout:g} s"
+            ) from None
+        except OSError as exc:
+            message, fatal = describe_os_error(self._alert() or exc)
+            raise LoadgenError(f"send failed: {message}", fatal=fatal) from None
+        self.last_sent = time.monotonic()
+
+    def _alert(self) -> ssl.SSLError | None:
+        """The TLS alert that explains a failed send, if one waits unread: in
+        TLS 1.3 a broker refuses a missing client certificate only after the
+        handshake, and the client's next send fails with a bare EOF."""
+        if not isinstance(self.sock, ssl.SSLSocket):
+            return None
+        try:
+            self.sock.settimeout(0.2)
+            self.sock.recv(1)
+        except ssl.SSLEOFError:
+            return None
+        except ssl.SSLError as exc:
+            return exc
+        except OSError:
+            return None
+        return None
+
+    def ping_if_due(self, keepalive: int) -> None:
+        if keepalive and time.monotonic() - self.last_sent >= keepalive / 2:
+            self.send(PINGREQ_PACKET)
+
+    def read_packet(self, waiting_for: str) -> Packet:
+        packet = self._read(waiting_for, None)
+        assert packet is not None
+        return packet
+
+    def poll_packet(self, seconds: float) -> Packet | None:
+        """The next packet, or None if none is complete within `seconds`."""
+        return self._read("a packet", seconds)
+
+    def _read(self, waiting_for: str, poll: float | None) -> Packet | None:
+        while True:
+            parsed = parse_packet(self._buffer, self._start)
+            if parsed is not None:
+                packet, self._start = parsed
+                if self._start == len(self._buffer) or self._start > COMPACT_AFTER_BYTES:
+                    del self._buffer[: self._start]
+                    self._start = 0
+                return packet
+            cap = self._options.timeout if poll is None else poll
+            self.sock.settimeout(self._deadline.timeout(cap))
+            try:
+                data = self.sock.recv(65_536)
+            except TimeoutError:
+                if self._deadline.expired:
+                    raise DeadlineError from None
+                if poll is not None:
+                    return None
+                raise LoadgenError(f"timeout: no {waiting_for} within {cap:g} s") from None
+            except OSError as exc:
+                message, fatal = describe_os_error(exc)
+                raise LoadgenError(f"{message} (waiting for {waiting_for})", fatal=fatal) from None
+            if not data:
+                raise LoadgenError(f"the broker closed the connection (waiting for {waiting_for})")
+            self._buffer += data
+
+    def drain(self) -> bool:
+        """Discard what the broker sent (PINGRESPs) without waiting; False
+        once the broker has closed the connection."""
+        try:
+            self.sock.settimeout(0.0)
+            return bool(self.sock.recv(4096))
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return True
+        except OSError:
+            return False
+
+    def disconnect(self) -> None:
+        """DISCONNECT and close, whatever state the connection is in."""
+        if self.closed:
+            return
+        with contextlib.suppress(OSError):
+            self.sock.settimeout(DISCONNECT_TIMEOUT_SECONDS)
+            self.sock.sendall(DISCONNECT_PACKET)
+        self.close()
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+def tls_context(options: Options) -> ssl.SSLContext | None:
+    """None for plain TCP; otherwise a context that verifies the broker's
+    chain against --cafile and its name against --server-name."""
+    if options.cafile is None:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    context.minimum_version = TLS_VERSIONS[options.tls_version]
+    try:
+        context.load_verify_locations(cafile=options.cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise InputError(f"{options.cafile}: cannot load the CA file: {_why(exc)}") from None
+    if options.cert is not None:
+        try:
+            # An empty passphrase: an encrypted key fails here instead of prompting.
+            context.load_cert_chain(options.cert, options.key, password=b"")
+        except (OSError, ssl.SSLError) as exc:
+            raise InputError(
+                f"{options.cert}: cannot load the client certificate and key: {_why(exc)}"
+            ) from None
+    return context
+
+
+def _why(exc: OSError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return str(exc.reason or exc)
+    return str(exc.strerror or exc)
+
+
+def open_connection(
+    options: Options, context: ssl.SSLContext | None, deadline: Deadline
+) -> Connection:
+    address = (options.host, options.port)
+    try:
+        sock = socket.create_connection(address, timeout=deadline.timeout(options.timeout))
+    except TimeoutError:
+        if deadline.expired:
+            raise DeadlineError from None
+        raise LoadgenError(f"timeout: TCP connect took over {options.timeout:g} s") from None
+    except OSError as exc:
+        message, fatal = describe_os_error(exc)
+        raise LoadgenError(message, fatal=fatal) from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if context is None:
+        return Connection(sock, options, deadline)
+    try:
+        sock.settimeout(deadline.timeout(options.timeout))
+        tls = context.wrap_socket(sock, server_hostname=options.server_name or options.host)
+    except TimeoutError:
+        sock.close()
+        if deadline.expired:
+            raise DeadlineError from None
+        raise LoadgenError(f"timeout: TLS handshake took over {options.timeout:g} s") from None
+    except OSError as exc:
+        sock.close()
+        message, fatal = describe_os_error(exc)
+        raise LoadgenError(message, fatal=fatal) from None
+    except BaseException:
+        sock.close()
+        raise
+    return Connection(tls, options, deadline)
+
+
+def establish(
+    options: Options, context: ssl.SSLContext | None, deadline: Deadline, client_id: str
+) -> Connection:
+    """An MQTT session: TCP, TLS if configured, CONNECT, and CONNACK accepted."""
+    connection = open_connection(options, context, deadline)
+    try:
+        connection.send(
+            connect_packet(client_id, options.username, options.password, options.keepalive)
+        )
+        packet = connection.read_packet("CONNACK")
+        if packet.kind != CONNACK or len(packet.body) != 2:
+            raise ProtocolError(f"expected CONNACK, got packet type {packet.kind}")
+        code = packet.body[1]
+        if code:
+            meaning = CONNACK_CODES.get(code, "unknown code")
+            raise LoadgenError(
+                f"CONNACK return code {code} ({meaning}): the broker refused the connection",
+                fatal=True,
+            )
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _token() -> str:
+    return os.urandom(4).hex()
+
+
+def _progress(message: str) -> None:
+    print(f"loadgen: {message}", file=sys.stderr, flush=True)
+
+
+# --- Reports ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    command: str
+    target: str
+    requested: int
+    timed_out: bool
+    error: str | None
+    wall_s: float
+
+
+@dataclass(frozen=True)
+class ConnectReport(Report):
+    count: int
+    failures: int
+    samples_ms: list[float]
+    median_ms: float | None
+    p95_ms: float | None
+    min_ms: float | None
+    max_ms: float | None
+    tls_version: str | None
+    cipher: str | None
+
+
+@dataclass(frozen=True)
+class ThroughputReport(Report):
+    qos: int
+    size: int
+    inflight: int | None
+    topic: str
+    granted_qos: int | None
+    published: int
+    acked: int | None
+    received: int
+    lost: int  # published - received; when timed out, includes messages still on the way
+    publish_s: float | None
+    elapsed_s: float | None
+    messages_per_second: float | None
+
+
+@dataclass(frozen=True)
+class HoldReport(Report):
+    connected: int
+    failures: int
+    dropped: int
+    connect_s: float | None
+    held_s: float | None
+    released_by: str | None
+    nofile_limit: int | None
+
+
+def _failure_summary(first: str | None, failures: int, attempts: int) -> str | None:
+    if first is None:
+        return None
+    if failures == 1:
+        return first
+    return f"{first} ({failures} of {attempts} connections failed)"
+
+
+def percentile_95(samples: Sequence[float]) -> float | None:
+    if not samples:
+        return None
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[94]
+
+
+# --- connect --------------------------------------------------------------------------
+
+
+def run_connect(
+    options: Options, context: ssl.SSLContext | None, deadline: Deadline, count: int
+) -> ConnectReport:
+    """`count` fresh connections one after another, each timed from before
+    the TCP connect to the CONNACK."""
+    token = _token()
+    samples: list[float] = []
+    tls_version = cipher = None
+    failures = attempts = 0
+    first_failure: str | None = None
+    timed_out = interrupted = False
+    for index in range(count):
+        attempts += 1
+        started = time.perf_counter()
+        try:
+            connection = establish(
+                options, context, deadline, f"{options.client_id_prefix}-{token}-{index}"
+            )
+        except DeadlineError:
+            attempts -= 1
+            timed_out = True
+            break
+        except KeyboardInterrupt:
+            attempts -= 1
+            interrupted = True
+            break
+        except LoadgenError as exc:
+            failures += 1
+            first_failure = first_failure or exc.message
+            if exc.fatal:
+                break
+            continue
+        samples.append((time.perf_counter() - started) * 1000)
+        if len(samples) == 1:
+            tls_version, cipher = connection.tls_facts()
+        connection.disconnect()
+    return ConnectReport(
+        command="connect",
+        target=options.target,
+        requested=count,
+        timed_out=timed_out,
+        error=INTERRUPTED if interrupted else _failure_summary(first_failure, failures, attempts),
+        wall_s=round(time.monotonic() - deadline.started, 3),
+        count=len(samples),
+        failures=failures,
+        samples_ms=[round(sample, 3) for sample in samples],
+        median_ms=round(statistics.median(samples), 3) if samples else None,
+        p95_ms=_round(percentile_95(samples)),
+        min_ms=round(min(samples), 3) if samples else None,
+        max_ms=round(max(samples), 3) if samples else None,
+        tls_version=tls_version,
+        cipher=cipher,
+    )
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+# --- throughput -------------------------------------------------------------------------
+
+
+class Subscriber(threading.Thread):
+    """Counts the messages on one topic, acknowledging QoS 1 deliveries."""
+
+    def __init__(self, connection: Connection, topic: str, expected: int, keepalive: int) -> None:
+        super().__init__(name="loadgen-subscriber", daemon=True)
+        self.received = 0
+        self.last_at: float | None = None
+        self.error: str | None = None
+        self.done = threading.Event()
+        self._connection = connection
+        self._topic = topic
+        self._expected = expected
+        self._keepalive = keepalive
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def run(self) -> None:
+        try:
+            while self.received < self._expected and not self._stopping.is_set():
+                packet = self._connection.poll_packet(SUBSCRIBER_POLL_SECONDS)
+                self._connection.ping_if_due(self._keepalive)
+                if packet is None or packet.kind == PINGRESP:
+                    continue
+                if packet.kind != PUBLISH:
+                    raise ProtocolError(f"subscriber got packet type {packet.kind}")
+                self._on_publish(packet)
+        except DeadlineError:
+            pass
+        except LoadgenError as exc:
+            self.error = f"subscriber: {exc.message}"
+        finally:
+            self.done.set()
+
+    def _on_publish(self, packet: Packet) -> None:
+        body = packet.body
+        qos = packet.first_byte >> 1 & 0x03
+        topic_end = 2 + int.from_bytes(body[:2], "big")
+        if qos:
+            self._connection.send(puback_packet(int.from_bytes(body[topic_end : topic_end + 2])))
+        if body[2:topic_end] == self._topic.encode("utf-8"):
+            self.received += 1
+            self.last_at = time.perf_counter()
+
+
+def _subscribe(connection: Connection, topic: str, qos: int) -> int:
+    """SUBSCRIBE and the granted QoS."""
+    connection.send(subscribe_packet(1, topic, qos))
+    packet = connection.read_packet("SUBACK")
+    if packet.kind != SUBACK or len(packet.body) != 3:
+        raise ProtocolError(f"expected SUBACK, got packet type {packet.kind}")
+    granted = packet.body[2]
+    if granted == SUBACK_FAILURE:
+        raise LoadgenError(
+            f"the broker refused the SUBSCRIBE to {topic} (SUBACK 0x80): "
+            "its ACL does not let this user read the topic",
+            fatal=True,
+        )
+    return granted
+
+
+class Publisher:
+    """Publishes as fast as the broker allows. QoS 1 keeps a window of
+    unacknowledged messages, as mosquitto's max_inflight_messages does for
+    its own deliveries; QoS 0 writes messages in batches."""
+
+    def __init__(
+        self, connection: Connection, topic: str, payload: bytes, qos: int, window: int
+    ) -> None:
+        self.published = 0
+        self.acked: int | None = 0 if qos else None
+        self._connection = connection
+        self._topic = topic
+        self._payload = payload
+        self._qos = qos
+        self._window = window
+
+    def run(self, count: int) -> None:
+        if self._qos:
+            self._run_qos1(count)
+            return
+        packet = publish_packet(self._topic, self._payload, 0)
+        batch = max(1, QOS0_BATCH_BYTES // len(packet))
+        while self.published < count:
+            size = min(batch, count - self.published)
+            self._connection.send(packet * size)
+            self.published += size
+
+    def _run_qos1(self, count: int) -> None:
+        unacked: set[int] = set()
+        next_id = 1
+        acked = 0
+        while acked < count:
+            batch = []
+            while self.published < count and len(unacked) < self._window:
+                batch.append(publish_packet(self._topic, self._payload, 1, next_id))
+                unacked.add(next_id)
+                next_id = next_id % MAX_PACKET_ID + 1
+                self.published += 1
+            if batch:
+                self._connection.send(b"".join(batch))
+            packet = self._connection.read_packet("PUBACK")
+            if packet.kind == PINGRESP:
+                continue
+            if packet.kind != PUBACK or len(packet.body) != 2:
+                raise ProtocolError(f"publisher expected PUBACK, got packet type {packet.kind}")
+            packet_id = int.from_bytes(packet.body, "big")
+            if packet_id in unacked:
+                unacked.remove(packet_id)
+                acked += 1
+                self.acked = acked
+
+
+def run_throughput(
+    options: Options,
+    context: ssl.SSLContext | None,
+    deadline: Deadline,
+    *,
+    count: int,
+    qos: int,
+    size: int,
+    inflight: int,
+    topic_prefix: str,
+    allow_loss: bool = False,
+) -> ThroughputReport:
+    """One subscriber, one publisher, `count` messages on a fresh topic."""
+    token = _token()
+    topic = f"{topic_prefix.rstrip('/')}/{token}"
+    payload = os.urandom(size)
+    prefix = f"{options.client_id_prefix}-{token}"
+    granted: int | None = None
+    started: float | None = None
+    publish_done: float | None = None
+    subscriber: Subscriber | None = None
+    publisher: Publisher | None = None
+    timed_out = False
+    error: str | None = None
+    with contextlib.ExitStack() as connections:
+        try:
+            sub_connection = establish(options, context, deadline, f"{prefix}-sub")
+            connections.callback(sub_connection.disconnect)
+            granted = _subscribe(sub_connection, topic, qos)
+            pub_connection = establish(options, context, deadline, f"{prefix}-pub")
+            connections.callback(pub_connection.disconnect)
+            subscriber = Subscriber(sub_connection, topic, count, options.keepalive)
+            subscriber.start()
+            connections.callback(subscriber.join, DISCONNECT_TIMEOUT_SECONDS * 2)
+            connections.callback(subscriber.stop)
+            publisher = Publisher(pub_connection, topic, payload, qos, inflight)
+            started = time.perf_counter()
+            publisher.run(count)
+            publish_done = time.perf_counter()
+            timed_out = not _drain(subscriber, deadline, publish_done)
+        except DeadlineError:
+            timed_out = True
+        except LoadgenError as exc:
+            error = exc.message
+        except KeyboardInterrupt:
+            error = INTERRUPTED
+    published = publisher.published if publisher else 0
+    received = subscriber.received if subscriber else 0
+    last_at = subscriber.last_at if subscriber else None
+    if error is None and subscriber is not None and subscriber.error:
+        error = subscriber.error
+    if error is None and not timed_out:
+        error = _loss_error(qos, topic, published, received, allow_loss)
+    elapsed = last_at - started if last_at is not None and started is not None else None
+    return ThroughputReport(
+        command="throughput",
+        target=options.target,
+        requested=count,
+        timed_out=timed_out,
+        error=error,
+        wall_s=round(time.monotonic() - deadline.started, 3),
+        qos=qos,
+        size=size,
+        inflight=inflight if qos else None,
+        topic=topic,
+        granted_qos=granted,
+        published=published,
+        acked=publisher.acked if publisher else None,
+        received=received,
+        lost=max(0, published - received),
+        publish_s=_round(publish_done - started, 6) if publish_done and started else None,
+        elapsed_s=_round(elapsed, 6),
+        messages_per_second=round(received / elapsed, 1) if elapsed else None,
+    )
+
+
+def _drain(subscriber: Subscriber, deadline: Deadline, publish_done: float) -> bool:
+    """Wait for the subscriber to hear every message, or to go quiet.
+    False if the deadline came first."""
+    while not subscriber.done.wait(0.05):
+        if deadline.expired:
+            return False
+        heard = max(subscriber.last_at or publish_done, publish_done)
+        if time.perf_counter() - heard > DRAIN_IDLE_SECONDS:
+            return True
+    return True
+
+
+def _loss_error(
+    qos: int, topic: str, published: int, received: int, allow_loss: bool = False
+) -> str | None:
+    if published and not received:
+        return (
+            f"none of the {published} messages came back on {topic}: "
+            "the broker's ACL may forbid this user to publish to or read it"
+        )
+    if qos and received < published and not allow_loss:
+        return f"lost {published - received} of {published} QoS 1 messages on {topic}"
+    return None
+
+
+# --- hold -----------------------------------------------------------------------------------
+
+
+def raise_nofile_limit(needed: int) -> int:
+    """Raise the soft open-files limit to the hard one; fail if still below `needed`."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        for target in (hard, max(soft, needed)):
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+                break
+            except (ValueError, OSError):
+                continue  # an unlimited hard limit cannot be the soft one on Linux
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raise LoadgenError(
+            f"the open files limit (RLIMIT_NOFILE) is {soft}, hard limit {hard}: "
+            f"{needed} needed; raise the hard limit (ulimit -Hn, docker --ulimit nofile)",
+            fatal=True,
+        )
+    return int(soft)
+
+
+def _announce_ready(connected: int, ready_file: str | None) -> None:
+    if ready_file is not None:
+        partial = f"{ready_file}.partial"
+        try:
+            with open(partial, "w", encoding="utf-8") as stream:
+                stream.write(f"{connected}\n")
+            os.replace(partial, ready_file)
+        except OSError as exc:
+            raise LoadgenError(
+                f"cannot write the ready file {ready_file}: {exc.strerror or exc}", fatal=True
+            ) from None
+    print(f"READY {connected}", file=sys.stderr, flush=True)
+
+
+def _hold(
+    connections: list[Connection],
+    deadline: Deadline,
+    *,
+    hold_seconds: float,
+    keepalive: int,
+    release_file: str | None,
+) -> str:
+    """Keep the connections open, closing those the broker closes; how the hold ended."""
+    until = time.monotonic() + hold_seconds
+    last_ping = time.monotonic()
+    with selectors.DefaultSelector() as selector:
+        for connection in connections:
+            selector.register(connection.sock, selectors.EVENT_READ, connection)
+        while True:
+            if release_file is not None and os.path.exists(release_file):
+                return "release-file"
+            now = time.monotonic()
+            if now >= until:
+                return "hold-seconds"
+            if deadline.expired:
+                raise DeadlineError
+            if keepalive and now - last_ping >= keepalive / 2:
+                last_ping = now
+                for connection in connections:
+                    if connection.closed:
+                        continue
+                    try:
+                        connection.send(PINGREQ_PACKET)
+                    except LoadgenError:
+                        selector.unregister(connection.sock)
+                        connection.close()
+            wait = min(HOLD_POLL_SECONDS, until - now, max(0.0, deadline.remaining()))
+            for key, _events in selector.select(timeout=wait):
+                connection = key.data
+                if not connection.drain():
+                    selector.unregister(connection.sock)
+                    connection.close()
+
+
+def run_hold(
+    options: Options,
+    context: ssl.SSLContext | None,
+    deadline: Deadline,
+    *,
+    count: int,
+    hold_seconds: float,
+    ready_file: str | None,
+    release_file: str | None,
+) -> HoldReport:
+    """`count` connections, made one after another and then held together."""
+    token = _token()
+    connections: list[Connection] = []
+    failures = attempts = 0
+    first_failure: str | None = None
+    nofile: int | None = None
+    connect_s = held_s = None
+    released_by: str | None = None
+    timed_out = interrupted = False
+    started = time.monotonic()
+    try:
+        nofile = raise_nofile_limit(count + SPARE_DESCRIPTORS)
+        for index in range(count):
+            attempts += 1
+            try:
+                connections.append(
+                    establish(
+                        options, context, deadline, f"{options.client_id_prefix}-{token}-{index}"
+                    )
+                )
+            except LoadgenError as exc:
+                failures += 1
+                first_failure = first_failure or exc.message
+                if exc.fatal:
+                    break
+            if (index + 1) % 100 == 0:
+                _progress(f"hold: {len(connections)} of {count} connected")
+        connect_s = round(time.monotonic() - started, 3)
+        if not (first_failure and failures == attempts):
+            _announce_ready(len(connections), ready_file)
+            hold_started = time.monotonic()
+            try:
+                released_by = _hold(
+                    connections,
+                    deadline,
+                    hold_seconds=hold_seconds,
+                    keepalive=options.keepalive,
+                    release_file=release_file,
+                )
+            finally:
+                held_s = round(time.monotonic() - hold_started, 3)
+    except DeadlineError:
+        timed_out = True
+        released_by = "deadline"
+    except LoadgenError as exc:
+        first_failure = first_failure or exc.message
+        failures = max(failures, 1)
+    except KeyboardInterrupt:
+        interrupted = True
+        released_by = "signal"
+    finally:
+        dropped = sum(connection.closed for connection in connections)
+        for connection in connections:
+            connection.disconnect()
+    error = _failure_summary(first_failure, failures, max(attempts, 1))
+    if dropped and error is None:
+        error = f"the broker closed {dropped} of {len(connections)} held connections"
+    return HoldReport(
+        command="hold",
+        target=options.target,
+        requested=count,
+        timed_out=timed_out,
+        error=INTERRUPTED if interrupted else error,
+        wall_s=round(time.monotonic() - deadline.started, 3),
+        connected=len(connections),
+        failures=failures,
+        dropped=dropped,
+        connect_s=connect_s,
+        held_s=held_s,
+        released_by=released_by,
+        nofile_limit=nofile,
+    )
+
+
+# --- Command line ---------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors still end in one JSON object on stdout."""
+
+    def error(self, message: str) -> NoReturn:
+        _emit_failure(self.prog.rsplit(" ", 1)[-1], None, f"{self.prog}: {message}")
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+    return value
+
+
+def _bounded_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low}..{high}, not {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    broker = common.add_argument_group("broker")
+    broker.add_argument("--host", default="localhost", help="broker address (default: localhost)")
+    broker.add_argument(
+        "--port", type=_bounded_int(1, 65535), help="default: 8883 with --cafile, else 1883"
+    )
+    broker.add_argument("--username")
+    secret = broker.add_mutually_exclusive_group()
+    secret.add_argument("--password-file", help="first line is the password (preferred)")
+    secret.add_argument("--password", help="visible to other local users: prefer --password-file")
+    broker.add_argument("--client-id-prefix", default="pisec-loadgen")
+    broker.add_argument(
+        "--keepalive", type=_bounded_int(0, 65535), default=60, help="seconds (default: 60)"
+    )
+    broker.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        help="per socket operation, seconds (default: 10)",
+    )
+    broker.add_argument(
+        "--max-seconds",
+        type=_positive_float,
+        default=60.0,
+        help="stop and report after this long (default: 60)",
+    )
+    tls = common.add_argument_group("TLS (on with --cafile; the broker is always verified)")
+    tls.add_argument("--cafile", help="CA certificate(s) to verify the broker against")
+    tls.add_argument("--cert", help="client certificate (PEM) for mutual TLS")
+    tls.add_argument("--key", help="client certificate's unencrypted key (PEM)")
+    tls.add_argument("--server-name", help="name to check in the broker's certificate")
+    tls.add_argument("--tls-version", choices=sorted(TLS_VERSIONS), default="1.2", help="minimum")
+
+    parser = _Parser(prog="loadgen", description=(__doc__ or "").splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    connect = commands.add_parser(
+        "connect", parents=[common], help="time N fresh connections, one after another"
+    )
+    connect.add_argument("--count", type=_positive_int, required=True)
+    throughput = commands.add_parser(
+        "throughput", parents=[common], help="N messages from one publisher to one subscriber"
+    )
+    throughput.add_argument("--count", type=_positive_int, required=True)
+    throughput.add_argument("--qos", type=int, choices=(0, 1), required=True)
+    throughput.add_argument(
+        "--allow-loss",
+        action="store_true",
+        help="report QoS 1 messages the broker dropped (a full queue) instead of failing",
+    )
+    throughput.add_argument(
+        "--size", type=_bounded_int(0, 1_000_000), default=64, help="payload bytes (default: 64)"
+    )
+    throughput.add_argument(
+        "--inflight",
+        type=_bounded_int(1, MAX_PACKET_ID),
+        default=20,
+        help="QoS 1 messages awaiting PUBACK (default: 20, mosquitto's max_inflight_messages)",
+    )
+    throughput.add_argument("--topic-prefix", default="pisec/bench")
+    hold = commands.add_parser(
+        "hold", parents=[common], help="open N connections and hold them together"
+    )
+    hold.add_argument("--count", type=_positive_int, required=True)
+    hold.add_argument("--hold-seconds", type=_positive_float, required=True)
+    hold.add_argument("--ready-file", help="written (with the count) once all are connected")
+    hold.add_argument("--release-file", help="hold ends early when this file appears")
+    return parser
+
+
+def _read_password_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as stream:
+            line = stream.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the password file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: the password file is not UTF-8 text") from None
+    if not line:
+        raise InputError(f"{path}: the password file's first line is empty")
+    return line
+
+
+def options_from(args: argparse.Namespace) -> Options:
+    if args.cafile is None:
+        for flag, value in (("--cert", args.cert), ("--server-name", args.server_name)):
+            if value is not None:
+                raise InputError(f"{flag} needs --cafile (TLS)")
+    if (args.cert is None) != (args.key is None):
+        raise InputError("--cert and --key go together")
+    password = args.password
+    if args.password_file is not None:
+        password = _read_password_file(args.password_file)
+    if password is not None and args.username is None:
+        raise InputError("a password needs --username (MQTT 3.1.1)")
+    port = args.port or (8883 if args.cafile else 1883)
+    return Options(
+        host=args.host,
+        port=port,
+        username=args.username,
+        password=password,
+        client_id_prefix=args.client_id_prefix,
+        keepalive=args.keepalive,
+        timeout=args.timeout,
+        cafile=args.cafile,
+        cert=args.cert,
+        key=args.key,
+        server_name=args.server_name,
+        tls_version=args.tls_version,
+    )
+
+
+def _emit_failure(command: str, target: str | None, message: str) -> None:
+    line = f"{target}: {message}" if target else message
+    print(json.dumps({"command": command, "target": target, "error": line}))
+    print(f"loadgen: error: {line}", file=sys.stderr, flush=True)
+
+
+def _target(args: argparse.Namespace) -> str:
+    port = args.port or (8883 if args.cafile else 1883)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    return f"{host}:{port}"
+
+
+def run(args: argparse.Namespace, options: Options, deadline: Deadline) -> Report:
+    context = tls_context(options)
+    if args.command == "connect":
+        return run_connect(options, context, deadline, args.count)
+    if args.command == "throughput":
+        return run_throughput(
+            options,
+            context,
+            deadline,
+            count=args.count,
+            qos=args.qos,
+            size=args.size,
+            inflight=args.inflight,
+            topic_prefix=args.topic_prefix,
+            allow_loss=args.allow_loss,
+        )
+    return run_hold(
+        options,
+        context,
+        deadline,
+        count=args.count,
+        hold_seconds=args.hold_seconds,
+        ready_file=args.ready_file,
+        release_file=args.release_file,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    deadline = Deadline(args.max_seconds)
+    target = _target(args)
+    try:
+        report = run(args, options_from(args), deadline)
+    except InputError as exc:
+        _emit_failure(args.command, None, exc.message)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _emit_failure(args.command, target, f"{args.command}: interrupted")
+        return EXIT_FAILED
+    except Exception as exc:
+        traceback.print_exc()
+        _emit_failure(args.command, target, f"{args.command}: internal error: {exc!r}")
+        return EXIT_FAILED
+    if report.error is not None:
+        report = replace(report, error=f"{target}: {args.command}: {report.error}")
+        print(json.dumps(asdict(report)))
+        print(f"loadgen: error: {report.error}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+    print(json.dumps(asdict(report)))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    # A TERM from the bench orchestrator ends the run like Ctrl-C: still one JSON object.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    sys.exit(main())
