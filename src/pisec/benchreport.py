@@ -205,7 +205,9 @@ def _fleet(results: dict[str, Any]) -> list[str]:
         "One broker Pi, the rest client Pis with a client certificate each; the CA on this "
         "host. The floor is `ansible pisec_pis -m ansible.builtin.ping` plus fact gathering "
         "on the same hosts, in the same run. The containers are reached with `docker exec` "
-        "(community.docker.docker); a real fleet uses SSH.",
+        "(community.docker.docker); a real fleet uses SSH. `make bench` turns pipelining on "
+        "for docker exec, as ansible.cfg does for SSH; `make bench-ansible` keeps ansible.cfg "
+        "as committed, where docker exec has none.",
         "",
         *_table(
             [
