@@ -25,15 +25,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def load_passwd_module() -> ModuleType:
-    """The password-file module ships inside the role; import it by path."""
-    path = PROJECT / "roles/pisec_mosquitto/library/pisec_mosquitto_passwd.py"
-    spec = importlib.util.spec_from_file_location("pisec_mosquitto_passwd", path)
+def load_role_module(role: str, name: str) -> ModuleType:
+    """A module that ships inside a role's library/; import it by path."""
+    path = PROJECT / "roles" / role / "library" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def load_passwd_module() -> ModuleType:
+    """The password-file module of pisec_mosquitto."""
+    return load_role_module("pisec_mosquitto", "pisec_mosquitto_passwd")
 
 
 @dataclass(frozen=True)
