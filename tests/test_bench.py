@@ -177,6 +177,9 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert "1.00x" in section  # the baseline against itself
     assert "| strategy free | 6.0 | 0.75x |" in section
     assert "| 1 | 2.0 | 30.0 | 8.0 | 4.00x | 40 | 0 |" in section
+    assert "Raw numbers: `docs/benchmarks.json`" in section
+    other = benchreport.render(results, raw="docs/benchmarks-ansible.json")
+    assert "Raw numbers: `docs/benchmarks-ansible.json`" in other
 
     page = tmp_path / "benchmarks.md"
     page.write_text("# pisec benchmarks\n\nHand-written password table.\n")

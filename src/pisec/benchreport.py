@@ -240,8 +240,8 @@ def _fleet(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render(results: dict[str, Any]) -> str:
-    """The generated section of docs/benchmarks.md."""
+def render(results: dict[str, Any], raw: str = "docs/benchmarks.json") -> str:
+    """The generated section of docs/benchmarks.md; `raw` names the JSON beside it."""
     machine = results["machine"]
     broker = results.get("broker", {})
     lines = [
@@ -254,7 +254,7 @@ def render(results: dict[str, Any]) -> str:
         f"kernel {machine['kernel']}, {machine['openssl']}. Broker and client are Debian "
         "bookworm containers with systemd on this machine, provisioned by playbooks/site.yml; "
         "they share its cores, so compare within a table. Ratios are to the plaintext "
-        "baseline of the same run. Raw numbers: `docs/benchmarks.json`.",
+        f"baseline of the same run. Raw numbers: `{raw}`.",
         "",
         *_connect(broker),
         *_handshakes(broker),
