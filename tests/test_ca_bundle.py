@@ -70,6 +70,13 @@ def test_wrong_content_names_the_file(tmp_path: Path, name: str, text: str, mess
         bundle.read_bundle(str(tmp_path / "ca"), GENERATIONS)
 
 
+def test_binary_file_names_the_file(tmp_path: Path) -> None:
+    write_generation(tmp_path / "ca", "", "current")
+    (tmp_path / "ca" / "ca.crt").write_bytes(b"\x30\x82\x01\xff DER, not PEM")
+    with pytest.raises(ValueError, match=r"ca/ca\.crt: not ASCII"):
+        bundle.read_bundle(str(tmp_path / "ca"), GENERATIONS)
+
+
 def test_oversized_file_is_refused(tmp_path: Path) -> None:
     write_generation(tmp_path / "ca", "", "current")
     (tmp_path / "ca" / "ca.crl").write_text("A" * (bundle.MAX_BYTES + 1), encoding="ascii")

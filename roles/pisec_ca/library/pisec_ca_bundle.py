@@ -59,8 +59,11 @@ MAX_BYTES = 1024 * 1024  # a CA certificate or CRL; anything bigger is not one
 
 
 def _read(path: str) -> str:
-    with open(path, encoding="ascii") as handle:
-        text = handle.read(MAX_BYTES + 1)
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read(MAX_BYTES + 1)
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not ASCII; not a PEM certificate or CRL") from None
     if len(text) > MAX_BYTES:
         raise ValueError(f"{path}: larger than {MAX_BYTES} bytes; not a CA certificate or CRL")
     return text
