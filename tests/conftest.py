@@ -251,6 +251,7 @@ class BenchBrokerFiles:
     plain_port: int
     tls_port: int
     password_file: Path
+    passwd: Path  # mosquitto's password_file
 
 
 def write_bench_broker(broker: Broker, workdir: Path) -> BenchBrokerFiles:
@@ -271,4 +272,4 @@ def write_bench_broker(broker: Broker, workdir: Path) -> BenchBrokerFiles:
         f"listener {tls_port} 127.0.0.1\ncafile {broker.ca_file}\n"
         f"certfile {certs}/server.crt\nkeyfile {certs}/server.key\ntls_version tlsv1.2\n"
     )
-    return BenchBrokerFiles(config, log, plain_port, tls_port, password_file)
+    return BenchBrokerFiles(config, log, plain_port, tls_port, password_file, workdir / "passwd")

@@ -31,6 +31,7 @@ from pisec.benchcore import (
     RunningProcess,
     Usage,
     loadgen_report,
+    mosquitto_password_hash,
     parse_usage,
     summary,
 )
@@ -39,6 +40,7 @@ from tests.conftest import (
     PROJECT,
     BenchBrokerFiles,
     Broker,
+    load_passwd_module,
     running_mosquitto,
     write_bench_broker,
 )
@@ -126,32 +128,80 @@ def local(broker: Broker, tmp_path: Path) -> Iterator[tuple[LocalBroker, LocalCl
         local_broker.stop()
 
 
+class RecordingClient(LocalClient):
+    """LocalClient that notes each load-generator run: command, port, count."""
+
+    def __init__(self, scratch: Path) -> None:
+        super().__init__(scratch)
+        self.calls: list[tuple[str, str, str]] = []
+
+    def loadgen(self, args: Sequence[str], timeout: float) -> dict[str, Any]:
+        argv = list(args)
+        count = argv[argv.index("--count") + 1] if "--count" in argv else ""
+        self.calls.append((argv[0], argv[argv.index("--port") + 1], count))
+        return super().loadgen(args, timeout)
+
+
 def test_the_bench_measures_a_real_broker_and_reports_it(
     local: tuple[LocalBroker, LocalClient, Credentials], tmp_path: Path
 ) -> None:
-    broker, client, creds = local
+    broker, _, creds = local
+    client = RecordingClient(tmp_path)
+    plain_port, tls_port = str(broker.files.plain_port), str(broker.files.tls_port)
     plain = Endpoint("plaintext", "127.0.0.1", broker.files.plain_port)
     tls = Endpoint(
         "tls-ecdsa", "127.0.0.1", broker.files.tls_port, tls=True, server_name="localhost"
     )
-    bench = BrokerBench(broker, client, creds, Counts.smoke())
+    # The memory step's clients log in as a second user with a hash the bench made.
+    held_password = "held password"
+    with broker.files.passwd.open("a") as passwd:
+        passwd.write(f"held-user:{mosquitto_password_hash(held_password, 1000)}\n")
+    held_file = tmp_path / "held-password"
+    held_file.write_text(held_password + "\n")
+    held = Credentials("held-user", str(held_file), cafile=creds.cafile)
+    counts = Counts.smoke()
+    bench = BrokerBench(broker, client, creds, counts, held_creds=held, held_iterations=1000)
+    broker.restart()  # reads the new user
 
-    for endpoint in (plain, tls):
-        result = bench.connect(endpoint)
-        assert result["latency_ms"]["n"] == Counts.smoke().connects
-        assert 0 < result["latency_ms"]["median"] <= result["latency_ms"]["max"]
-        assert result["cpu_ms_per_1000"]["mosquitto"] >= 0
-    assert bench.results["connect"]["plaintext"]["tls_version"] is None
-    assert bench.results["connect"]["tls-ecdsa"]["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    # 7 TLS connects in 2 rounds: 4 then 3, each round after the baseline's.
+    measured = bench.connects("loopback", plain, [(tls, 7)])
+    half = str(counts.connects // 2)
+    assert client.calls == [
+        ("connect", plain_port, half),
+        ("connect", tls_port, "4"),
+        ("connect", plain_port, half),
+        ("connect", tls_port, "3"),
+    ]
+    result = measured["tls-ecdsa"]
+    assert result["latency_ms"]["n"] == 7
+    assert 0 < result["latency_ms"]["median"] <= result["latency_ms"]["max"]
+    assert result["cpu_ms_per_1000"]["mosquitto"] >= 0
+    assert result["tls_version"] in ("TLSv1.2", "TLSv1.3")
+    assert result["phase"] == "loopback"
+    baseline = bench.results["baselines"]["loopback"]
+    assert baseline["latency_ms"]["n"] == counts.connects
+    assert baseline["tls_version"] is None
+    assert result["baseline"]["latency_ms"] == baseline["latency_ms"]
+    assert "plaintext" not in bench.results["connect"]  # a baseline, not a row of its own
+    with pytest.raises(BenchError, match="listed twice"):
+        bench.connects("loopback", plain, [(plain, 2)])
 
+    client.calls.clear()
     for qos in (0, 1):
-        result = bench.throughput(tls, qos)
-        assert result["messages_per_second"]["median"] > 0
+        bench.throughput("loopback", plain, [tls], qos)
+    assert [port for _, port, _ in client.calls] == [plain_port, tls_port] * (
+        2 * counts.throughput_repeats
+    )
     assert bench.results["throughput"]["tls-ecdsa/qos1"]["lost"] == 0
+    assert bench.results["throughput"]["tls-ecdsa/qos0"]["messages_per_second"]["median"] > 0
+    assert bench.results["throughput_baselines"]["loopback/qos1"]["lost"] == 0
 
     memory = bench.memory(plain)["rss_kib"]
     assert list(memory) == ["0", "5", "20"]
     assert all(value > 0 for value in memory.values())
+    assert bench.results["held_iterations"] == 1000
+    # The held clients were the held user's: mosquitto logged their logins.
+    assert "u'held-user'" in broker.files.log.read_text()
 
     results = {
         "command": "pytest",
@@ -172,9 +222,11 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     }
     json.dumps(results)  # what make bench writes must serialise
     section = benchreport.render(results)
-    assert "| plaintext + password (baseline) |" in section
-    assert "| TLS, ECDSA P-256 server + password |" in section
+    assert f"| loopback | plaintext + password (baseline) | {counts.connects} |" in section
+    assert "| loopback | TLS, ECDSA P-256 server + password | 7 |" in section
     assert "1.00x" in section  # the baseline against itself
+    assert "| loopback | TLS, ECDSA P-256 server + password | 1 |" in section  # throughput
+    assert "1,000 PBKDF2 iterations" in section
     assert "| strategy free | 6.0 | 0.75x |" in section
     assert "| 1 | 2.0 | 30.0 | 8.0 | 4.00x | 40 | 0 |" in section
     assert "Raw numbers: `docs/benchmarks.json`" in section
@@ -191,6 +243,52 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert "connect latency, TLS, ECDSA P-256 server + password" in benchreport.headline(results)
 
 
+def _connect_result(phase: str, label: str, cpu: float, base_cpu: float) -> dict[str, Any]:
+    latency = summary([5.0, 6.0])
+    return {
+        "endpoint": label,
+        "phase": phase,
+        "latency_ms": latency,
+        "cpu_ms_per_1000": {"mosquitto": cpu},
+        "baseline": {"latency_ms": latency, "cpu_ms_per_1000": {"mosquitto": base_cpu}},
+    }
+
+
+def test_rsa_against_ecdsa_is_also_given_against_each_set_ups_own_baseline() -> None:
+    # The machine ran 20 % slower in the RSA set-up: its baseline shows it.
+    connect = {
+        "mtls-ecdsa": _connect_result("ecdsa", "mtls-ecdsa", 4000.0, 50000.0),
+        "mtls-rsa": _connect_result("rsa", "mtls-rsa", 6000.0, 60000.0),
+    }
+    baselines = {
+        phase: {
+            "endpoint": "plaintext",
+            "latency_ms": summary([5.0]),
+            "cpu_ms_per_1000": {"mosquitto": cpu},
+        }
+        for phase, cpu in (("ecdsa", 50000.0), ("rsa", 60000.0))
+    }
+    results = {
+        "command": "pytest",
+        "date": "today",
+        "machine": {"cpus": 2, "cpu": "test", "arch": "x86_64", "kernel": "k", "openssl": "o"},
+        "broker": {"connect": connect, "baselines": baselines},
+    }
+    section = benchreport.render(results)
+    assert "| mutual TLS | 4000 | 6000 | 1.50x | 1.25x |" in section
+    assert "| rsa | plaintext + password (baseline) | 1 | 5.0 |" in section
+    assert "(1.25x, each to its baseline)" in benchreport.headline(results)
+
+
+def test_the_bench_hash_is_one_the_role_reads() -> None:
+    line = mosquitto_password_hash("secret", 1000)
+    parsed = load_passwd_module().Pbkdf2Hash.parse(line)
+    assert parsed is not None and parsed.iterations == 1000
+    assert parsed.verifies("secret") and not parsed.verifies("other")
+    with pytest.raises(BenchError, match="iterations"):
+        mosquitto_password_hash("secret", 0)
+
+
 def test_a_refused_login_stops_the_bench_with_its_reason(
     local: tuple[LocalBroker, LocalClient, Credentials], tmp_path: Path
 ) -> None:
@@ -204,7 +302,7 @@ def test_a_refused_login_stops_the_bench_with_its_reason(
         Counts.smoke(),
     )
     with pytest.raises(BenchError, match="not authorised"):
-        bench.connect(Endpoint("plaintext", "127.0.0.1", broker.files.plain_port))
+        bench.connects("loopback", Endpoint("plaintext", "127.0.0.1", broker.files.plain_port), [])
 
 
 def test_proc_stat_with_spaces_and_parentheses_in_the_name() -> None:

@@ -10,7 +10,9 @@ playbooks:
    and an RSA-2048 server certificate, mutual TLS with each, TLS inside
    WireGuard (transport vpn+tls), and plain MQTT inside WireGuard (the
    baseline listener reached through the tunnel: the data path of
-   transport vpn).
+   transport vpn). Every set-up measures the plaintext baseline again,
+   interleaved with its own endpoints round by round, and its ratios are
+   to that baseline: a shared VM's speed drifts within minutes.
 2. The fleet: wall time of playbooks/site.yml for 1, 5 and 20 Pis, first
    and second run, next to the floor (ping plus fact gathering), and the
    Ansible settings tried on the largest fleet.
@@ -27,6 +29,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shlex
 import shutil
 import subprocess
@@ -51,6 +54,7 @@ from pisec.benchcore import (
     RunningProcess,
     Usage,
     loadgen_report,
+    mosquitto_password_hash,
     parse_usage,
 )
 
@@ -59,6 +63,8 @@ NETWORK = "pisec-bench"
 VPN_HUB = "10.88.0.1"
 VPN_CLIENT = "10.88.0.11"
 BENCH_USER = "pisec-bench"
+HELD_USER = "pisec-bench-held"  # the memory step's clients
+HELD_ITERATIONS = 1000
 PLAINTEXT_PORT = 1884  # the baseline listener, added by the bench only
 LOADGEN = "/root/pisec-loadgen.py"
 CLIENT_TLS = "/etc/pisec/tls"
@@ -426,10 +432,24 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
         f"printf 'listener {PLAINTEXT_PORT}\\nprotocol mqtt\\n' "
         "> /etc/mosquitto/conf.d/zz-pisec-bench.conf",
     )
+    # The memory step's user, with a cheap hash (see BrokerBench.held_creds),
+    # also for this measurement only: the next broker.yml run removes it.
+    held_password = secrets.token_urlsafe(24)
+    held_line = f"{HELD_USER}:{mosquitto_password_hash(held_password, HELD_ITERATIONS)}"
+    docker(
+        "exec",
+        broker_name,
+        "sh",
+        "-c",
+        f"printf '%s\\n' {shlex.quote(held_line)} >> /etc/mosquitto/pisec/passwd",
+    )
     broker = ContainerBroker(docker, broker_name)
     broker.restart()
     password = project.state / "broker" / "credentials" / BENCH_USER
     docker("cp", str(password), f"{client_name}:/root/pisec-bench-password")
+    held_file = project.state / "broker" / "held-password"
+    held_file.write_text(held_password + "\n", encoding="utf-8")
+    docker("cp", str(held_file), f"{client_name}:/root/pisec-bench-held-password")
     client = ContainerClient(docker, client_name, Path(__file__).with_name("loadgen.py"))
     creds = Credentials(
         username=BENCH_USER,
@@ -437,6 +457,11 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
         cafile=f"{CLIENT_TLS}/pisec-ca.crt",
         cert=f"{CLIENT_TLS}/client.crt",
         key=f"{CLIENT_TLS}/client.key",
+    )
+    held = Credentials(
+        username=HELD_USER,
+        password_file="/root/pisec-bench-held-password",
+        cafile=creds.cafile,
     )
     address = docker(
         "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", broker_name
@@ -450,16 +475,34 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
     plain = endpoint("plaintext", address, PLAINTEXT_PORT)
     tls_ecdsa = endpoint("tls-ecdsa", address, 8883, tls=True)
     mtls_ecdsa = endpoint("mtls-ecdsa", address, 8884, tls=True, cert=True)
-    bench = BrokerBench(broker, client, creds, counts, extra_processes=("wireguard-go",))
+    bench = BrokerBench(
+        broker,
+        client,
+        creds,
+        counts,
+        extra_processes=("wireguard-go",),
+        held_creds=held,
+        held_iterations=HELD_ITERATIONS,
+    )
+    # Password endpoints get counts.connects connections, mutual TLS ones
+    # (no hash, a few ms each) counts.cert_connects; see Counts.
+    few, many = counts.connects, counts.cert_connects
 
     steps: list[tuple[str, Any]] = [
-        ("connect, plaintext", lambda: bench.connect(plain)),
-        ("connect, TLS ECDSA P-256 + password", lambda: bench.connect(tls_ecdsa)),
-        ("connect, mutual TLS ECDSA P-256", lambda: bench.connect(mtls_ecdsa)),
-        ("throughput QoS 0, plaintext", lambda: bench.throughput(plain, 0)),
-        ("throughput QoS 1, plaintext", lambda: bench.throughput(plain, 1)),
-        ("throughput QoS 0, TLS", lambda: bench.throughput(tls_ecdsa, 0)),
-        ("throughput QoS 1, TLS", lambda: bench.throughput(tls_ecdsa, 1)),
+        (
+            "connect: plaintext, TLS + password, mutual TLS (ECDSA P-256), interleaved",
+            lambda: bench.connects(
+                "tls, ECDSA P-256", plain, [(tls_ecdsa, few), (mtls_ecdsa, many)]
+            ),
+        ),
+        (
+            "throughput QoS 0: plaintext, TLS, interleaved",
+            lambda: bench.throughput("tls, ECDSA P-256", plain, [tls_ecdsa], 0),
+        ),
+        (
+            "throughput QoS 1: plaintext, TLS, interleaved",
+            lambda: bench.throughput("tls, ECDSA P-256", plain, [tls_ecdsa], 1),
+        ),
         ("memory, plaintext clients", lambda: bench.memory(plain)),
         ("memory, TLS clients", lambda: bench.memory(tls_ecdsa)),
     ]
@@ -476,41 +519,63 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
     tls_rsa = endpoint("tls-rsa", address, 8883, tls=True)
     mtls_rsa = endpoint("mtls-rsa", address, 8884, tls=True, cert=True)
     # Each phase re-provisions the broker with playbooks/broker.yml and these
-    # extra variables, then measures.
+    # extra variables, then measures, the plaintext baseline interleaved
+    # with the connects of the phase.
     phases: list[tuple[str, dict[str, str], list[tuple[str, Any]]]] = [
         (
-            "vpn+tls (TLS only inside WireGuard)",
+            "vpn+tls",
             {"pisec_mosquitto_transport": "vpn+tls"},
             [
-                ("connect, MQTT inside WireGuard", lambda: bench.connect(vpn)),
-                ("throughput QoS 0, WireGuard", lambda: bench.throughput(vpn, 0)),
-                ("throughput QoS 1, WireGuard", lambda: bench.throughput(vpn, 1)),
+                (
+                    "connect: plaintext, MQTT and TLS inside WireGuard, interleaved",
+                    lambda: bench.connects("vpn+tls", plain, [(vpn, few), (vpn_tls, few)]),
+                ),
+                (
+                    "throughput QoS 0: plaintext, MQTT and TLS inside WireGuard, interleaved",
+                    lambda: bench.throughput("vpn+tls", plain, [vpn, vpn_tls], 0),
+                ),
+                (
+                    "throughput QoS 1: plaintext, MQTT and TLS inside WireGuard, interleaved",
+                    lambda: bench.throughput("vpn+tls", plain, [vpn, vpn_tls], 1),
+                ),
                 ("wireguard-go memory", lambda: bench.process_memory("wireguard-go")),
-                ("connect, TLS inside WireGuard", lambda: bench.connect(vpn_tls)),
-                ("throughput QoS 0, TLS inside WireGuard", lambda: bench.throughput(vpn_tls, 0)),
-                ("throughput QoS 1, TLS inside WireGuard", lambda: bench.throughput(vpn_tls, 1)),
             ],
         ),
         (
-            "tls, ECDSA, Nagle's algorithm on (set_tcp_nodelay false)",
+            "tls, Nagle on",
             {"pisec_mosquitto_transport": "tls", "pisec_mosquitto_tcp_nodelay": "false"},
             [
-                ("connect, TLS ECDSA + password, Nagle on", lambda: bench.connect(tls_nagle)),
-                ("connect, mutual TLS ECDSA, Nagle on", lambda: bench.connect(mtls_nagle)),
-                ("throughput QoS 0, TLS, Nagle on", lambda: bench.throughput(tls_nagle, 0)),
-                ("throughput QoS 1, TLS, Nagle on", lambda: bench.throughput(tls_nagle, 1)),
+                (
+                    "connect: plaintext, TLS + password, mutual TLS (Nagle on), interleaved",
+                    # Nagle's delay costs a mutual TLS connect ~40 ms: few.
+                    lambda: bench.connects(
+                        "tls, Nagle on", plain, [(tls_nagle, few), (mtls_nagle, few)]
+                    ),
+                ),
+                (
+                    "throughput QoS 0: plaintext, TLS (Nagle on), interleaved",
+                    lambda: bench.throughput("tls, Nagle on", plain, [tls_nagle], 0),
+                ),
+                (
+                    "throughput QoS 1: plaintext, TLS (Nagle on), interleaved",
+                    lambda: bench.throughput("tls, Nagle on", plain, [tls_nagle], 1),
+                ),
             ],
         ),
         (
-            "tls with an RSA-2048 server key",
+            "tls, RSA-2048",
             {
                 "pisec_mosquitto_transport": "tls",
                 "pisec_mosquitto_key_type": "rsa",
                 "pisec_mosquitto_key_size": "2048",
             },
             [
-                ("connect, TLS RSA-2048 + password", lambda: bench.connect(tls_rsa)),
-                ("connect, mutual TLS RSA-2048", lambda: bench.connect(mtls_rsa)),
+                (
+                    "connect: plaintext, TLS + password, mutual TLS (RSA-2048), interleaved",
+                    lambda: bench.connects(
+                        "tls, RSA-2048", plain, [(tls_rsa, few), (mtls_rsa, many)]
+                    ),
+                ),
             ],
         ),
     ]

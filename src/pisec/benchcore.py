@@ -8,7 +8,10 @@ bench (pisec.bench), loopback processes for the smoke test.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import os
 import statistics
 import subprocess
 import time
@@ -119,7 +122,16 @@ class Credentials:
 class Counts:
     """How much load each measurement puts on the broker (all bounded)."""
 
+    # Connections per endpoint with a password: each costs the broker one
+    # PBKDF2 check (50 to 70 ms of CPU on the bench's VMs), so few.
     connects: int = 100
+    # Connections per mutual-TLS endpoint: no hash, about 4 ms of broker CPU
+    # each, so ten times as many keep the CPU figure well above the 10 ms
+    # resolution of /proc's clock ticks.
+    cert_connects: int = 1000
+    # The connections of one set-up are made in this many rounds, the
+    # plaintext baseline first in each round (see BrokerBench.connects).
+    rounds: int = 4
     messages_qos0: int = 20000
     messages_qos1: int = 5000
     payload_bytes: int = 64
@@ -131,12 +143,28 @@ class Counts:
     def smoke(cls) -> Counts:
         return cls(
             connects=8,
+            cert_connects=12,
+            rounds=2,
             messages_qos0=200,
             messages_qos1=100,
             throughput_repeats=2,
             held=(5, 20),
             max_seconds=30.0,
         )
+
+
+def mosquitto_password_hash(password: str, iterations: int) -> str:
+    """A password_file hash as mosquitto_passwd writes it: `$7$iterations$salt$hash`.
+
+    PBKDF2-HMAC-SHA512, a 12-byte random salt and a 64-byte digest, both in
+    standard base64.
+    """
+    if iterations < 1:
+        raise BenchError(f"iterations: must be positive, not {iterations}")
+    salt = os.urandom(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, 64)
+    encoded = [base64.b64encode(value).decode("ascii") for value in (salt, digest)]
+    return f"$7${iterations}${encoded[0]}${encoded[1]}"
 
 
 def summary(samples: Sequence[float]) -> dict[str, float]:
@@ -163,6 +191,12 @@ class BrokerBench:
     creds: Credentials
     counts: Counts
     extra_processes: tuple[str, ...] = ()
+    # Who the memory measurement's held clients log in as (default: `creds`).
+    # A password's iteration count changes the CPU of each CONNECT, not what
+    # a connected client holds, so the bench gives them a user with a cheap
+    # hash: 1,000 clients then connect in seconds, not minutes.
+    held_creds: Credentials | None = None
+    held_iterations: int = 0  # that user's PBKDF2 iterations, for the report
     results: dict[str, Any] = field(default_factory=dict)
 
     def _cpu(self) -> dict[str, float]:
@@ -184,53 +218,117 @@ class BrokerBench:
             timeout=self.counts.max_seconds + 30,
         )
 
-    def connect(self, endpoint: Endpoint) -> dict[str, Any]:
-        """Connect latency (TCP + TLS + CONNACK) and broker CPU per 1000 connects."""
-        before = self._cpu()
-        report = self._loadgen("connect", endpoint, "--count", str(self.counts.connects))
-        after = self._cpu()
-        done = len(report["samples_ms"])
-        if done == 0:
-            raise BenchError(f"{endpoint.label}: no connection to {endpoint.host}:{endpoint.port}")
-        result = {
-            "endpoint": endpoint.label,
-            "latency_ms": summary(report["samples_ms"]),
-            "failures": report.get("failures", 0),
-            "tls_version": report.get("tls_version"),
-            "cipher": report.get("cipher"),
-            "cpu_ms_per_1000": {
-                name: round((after[name] - before[name]) * 1000 / done * 1000, 1) for name in after
-            },
-        }
-        self.results.setdefault("connect", {})[endpoint.label] = result
-        return result
+    def connects(
+        self, phase: str, baseline: Endpoint, measured: Sequence[tuple[Endpoint, int]]
+    ) -> dict[str, Any]:
+        """Connect latency (TCP + TLS + CONNACK) and broker CPU per 1,000 connects.
 
-    def throughput(self, endpoint: Endpoint, qos: int) -> dict[str, Any]:
-        """Messages per second through the broker, repeated; QoS 0 may lose some."""
+        `measured` pairs each endpoint with its number of connections. They
+        are made in Counts.rounds rounds; each round connects to the
+        plaintext `baseline` first, then to each endpoint in turn. A shared
+        machine's speed drifts by tens of percent within minutes, so every
+        endpoint's ratio is to the baseline measured beside it, in the same
+        rounds of the same set-up (`phase`), never to one from earlier.
+        """
+        rounds = max(1, self.counts.rounds)
+        plan = [(baseline, self.counts.connects), *measured]
+        if len({endpoint.label for endpoint, _ in plan}) != len(plan):
+            raise BenchError(f"{phase}: an endpoint is listed twice")
+        samples: dict[str, list[float]] = {endpoint.label: [] for endpoint, _ in plan}
+        cpu: dict[str, dict[str, float]] = {endpoint.label: {} for endpoint, _ in plan}
+        reports: dict[str, dict[str, Any]] = {}
+        failures = dict.fromkeys(samples, 0)
+        for index in range(rounds):
+            for endpoint, total in plan:
+                # The rounds share `total` out; the first ones take the rest.
+                count = total // rounds + (1 if index < total % rounds else 0)
+                if count == 0:
+                    continue
+                before = self._cpu()
+                report = self._loadgen("connect", endpoint, "--count", str(count))
+                after = self._cpu()
+                label = endpoint.label
+                samples[label] += report["samples_ms"]
+                failures[label] += int(report.get("failures", 0))
+                reports[label] = report
+                for name, seconds in after.items():
+                    cpu[label][name] = cpu[label].get(name, 0.0) + seconds - before[name]
+        results: dict[str, Any] = {}
+        for endpoint, _ in plan:
+            label = endpoint.label
+            if not samples[label]:
+                raise BenchError(f"{label}: no connection to {endpoint.host}:{endpoint.port}")
+            done = len(samples[label])
+            results[label] = {
+                "endpoint": label,
+                "phase": phase,
+                "latency_ms": summary(samples[label]),
+                "failures": failures[label],
+                "tls_version": reports[label].get("tls_version"),
+                "cipher": reports[label].get("cipher"),
+                "cpu_ms_per_1000": {
+                    name: round(seconds * 1000 / done * 1000, 1)
+                    for name, seconds in cpu[label].items()
+                },
+            }
+        base = results.pop(baseline.label)
+        for result in results.values():
+            result["baseline"] = {
+                "endpoint": baseline.label,
+                "latency_ms": base["latency_ms"],
+                "cpu_ms_per_1000": base["cpu_ms_per_1000"],
+            }
+        self.results.setdefault("baselines", {})[phase] = base
+        self.results.setdefault("connect", {}).update(results)
+        return results
+
+    def throughput(
+        self, phase: str, baseline: Endpoint, measured: Sequence[Endpoint], qos: int
+    ) -> dict[str, Any]:
+        """Messages per second through the broker; QoS 0 may lose some.
+
+        Each of Counts.throughput_repeats rounds runs the plaintext
+        `baseline` first, then each endpoint, so that every ratio is to a
+        baseline measured beside it (as in `connects`).
+        """
         count = self.counts.messages_qos0 if qos == 0 else self.counts.messages_qos1
-        runs = []
-        for _ in range(self.counts.throughput_repeats):
-            runs.append(
-                self._loadgen(
-                    "throughput",
-                    endpoint,
-                    *("--qos", str(qos), "--count", str(count)),
-                    *("--size", str(self.counts.payload_bytes)),
-                    # A message the broker drops (a full queue) is a result.
-                    "--allow-loss",
+        plan = [baseline, *measured]
+        if len({endpoint.label for endpoint in plan}) != len(plan):
+            raise BenchError(f"{phase}: an endpoint is listed twice")
+        runs: dict[str, list[dict[str, Any]]] = {endpoint.label: [] for endpoint in plan}
+        for _ in range(max(1, self.counts.throughput_repeats)):
+            for endpoint in plan:
+                runs[endpoint.label].append(
+                    self._loadgen(
+                        "throughput",
+                        endpoint,
+                        *("--qos", str(qos), "--count", str(count)),
+                        *("--size", str(self.counts.payload_bytes)),
+                        # A message the broker drops (a full queue) is a result.
+                        "--allow-loss",
+                    )
                 )
-            )
-        rates = [float(run["messages_per_second"]) for run in runs]
-        result = {
-            "endpoint": endpoint.label,
-            "qos": qos,
-            "messages": count,
-            "payload_bytes": self.counts.payload_bytes,
-            "messages_per_second": summary(rates),
-            "lost": sum(int(run.get("lost", 0)) for run in runs),
-        }
-        self.results.setdefault("throughput", {})[f"{endpoint.label}/qos{qos}"] = result
-        return result
+        results: dict[str, Any] = {}
+        for label, done in runs.items():
+            results[label] = {
+                "endpoint": label,
+                "phase": phase,
+                "qos": qos,
+                "messages": count,
+                "payload_bytes": self.counts.payload_bytes,
+                "messages_per_second": summary([float(run["messages_per_second"]) for run in done]),
+                "lost": sum(int(run.get("lost", 0)) for run in done),
+            }
+        base = results.pop(baseline.label)
+        for result in results.values():
+            result["baseline"] = {
+                "endpoint": baseline.label,
+                "messages_per_second": base["messages_per_second"],
+            }
+        self.results.setdefault("throughput_baselines", {})[f"{phase}/qos{qos}"] = base
+        throughput = self.results.setdefault("throughput", {})
+        throughput.update({f"{label}/qos{qos}": result for label, result in results.items()})
+        return results
 
     @contextmanager
     def holding(self, endpoint: Endpoint, count: int, stages: int = 1) -> Iterator[None]:
@@ -245,7 +343,7 @@ class BrokerBench:
         running = self.client.start_loadgen(
             [
                 "hold",
-                *endpoint.args(self.creds),
+                *endpoint.args(self.held_creds or self.creds),
                 "--count",
                 str(count),
                 "--hold-seconds",
@@ -311,6 +409,8 @@ class BrokerBench:
                 rss[str(count)] = self.broker.usage("mosquitto").rss_kib
         result = {"endpoint": endpoint.label, "rss_kib": rss}
         self.results.setdefault("memory", {})[endpoint.label] = result
+        if self.held_creds is not None and self.held_iterations:
+            self.results["held_iterations"] = self.held_iterations
         return result
 
     def process_memory(self, process: str) -> int:

@@ -31,49 +31,79 @@ def _ratio(value: float, base: float | None) -> str:
     return f"{value / base:.2f}x"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    align = ["---" if index == 0 else "---:" for index in range(len(header))]
+def _table(header: list[str], rows: list[list[str]], text_columns: int = 1) -> list[str]:
+    """A Markdown table; the first `text_columns` align left, the figures right."""
+    align = ["---" if index < text_columns else "---:" for index in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return [*lines, ""]
+
+
+def _by_phase(
+    measured: dict[str, Any], baselines: dict[str, Any], key: str = ""
+) -> list[tuple[str, dict[str, Any], list[dict[str, Any]]]]:
+    """Each set-up's baseline with the results measured beside it, in run order.
+
+    `key` picks the baselines of one kind ("qos0": those of "PHASE/qos0").
+    """
+    groups = []
+    for name, base in baselines.items():
+        phase, _, kind = name.partition("/")
+        if kind != key:
+            continue
+        rows = [
+            result
+            for result in measured.values()
+            if result.get("phase") == phase and (not key or f"qos{result.get('qos')}" == key)
+        ]
+        groups.append((phase, base, rows))
+    return groups
 
 
 def _connect(broker: dict[str, Any]) -> list[str]:
     connect = broker.get("connect", {})
     if not connect:
         return []
-    base = connect.get("plaintext")
-    base_latency = base["latency_ms"]["median"] if base else None
-    base_cpu = base["cpu_ms_per_1000"]["mosquitto"] if base else None
     rows = []
-    for label, result in connect.items():
-        latency = result["latency_ms"]
-        cpu = result["cpu_ms_per_1000"]
-        wireguard = cpu.get("wireguard-go", 0.0)
-        rows.append(
-            [
-                _name(label),
-                f"{latency['median']:.1f}",
-                f"{latency['p95']:.1f}",
-                f"{latency['min']:.1f}-{latency['max']:.1f}",
-                _ratio(latency["median"], base_latency),
-                f"{cpu['mosquitto']:.0f}",
-                _ratio(cpu["mosquitto"], base_cpu),
-                f"{wireguard:.0f}" if label.startswith("vpn") else "-",
-                result.get("tls_version") or "-",
-            ]
-        )
+    for phase, base, results in _by_phase(connect, broker.get("baselines", {})):
+        base_latency = base["latency_ms"]["median"]
+        base_cpu = base["cpu_ms_per_1000"]["mosquitto"]
+        for result in [base, *results]:
+            label = result["endpoint"]
+            latency = result["latency_ms"]
+            cpu = result["cpu_ms_per_1000"]
+            wireguard = cpu.get("wireguard-go", 0.0)
+            rows.append(
+                [
+                    phase,
+                    _name(label),
+                    f"{latency['n']:.0f}",
+                    f"{latency['median']:.1f}",
+                    f"{latency['p95']:.1f}",
+                    f"{latency['min']:.1f}-{latency['max']:.1f}",
+                    _ratio(latency["median"], base_latency),
+                    f"{cpu['mosquitto']:.0f}",
+                    _ratio(cpu["mosquitto"], base_cpu),
+                    f"{wireguard:.0f}" if label.startswith("vpn") else "-",
+                    result.get("tls_version") or "-",
+                ]
+            )
     return [
         "### Connect: TCP + TLS handshake + CONNECT/CONNACK",
         "",
         "Latency is measured on the client Pi, one fresh connection after another. "
         "Broker CPU is the broker's user+system time over the same connections, per "
         "1,000 connections: with a password, it includes the PBKDF2 check of each "
-        "CONNECT (see the password table below); mutual TLS has none.",
+        "CONNECT (see the password table below); mutual TLS has none. Each set-up "
+        "measures the plaintext baseline again, interleaved with its own endpoints "
+        "(round by round, baseline first), and its ratios are to that baseline: the "
+        "baseline's own rows show how far the machine drifted between set-ups.",
         "",
         *_table(
             [
+                "set-up",
                 "endpoint",
+                "n",
                 "median ms",
                 "p95 ms",
                 "min-max ms",
@@ -84,8 +114,16 @@ def _connect(broker: dict[str, Any]) -> list[str]:
                 "TLS",
             ],
             rows,
+            text_columns=2,
         ),
     ]
+
+
+def _cpu_ratio(connect: dict[str, Any], label: str) -> float | None:
+    """The broker CPU of `label` per connect, divided by its own set-up's baseline."""
+    result = connect[label]
+    base = result.get("baseline", {}).get("cpu_ms_per_1000", {}).get("mosquitto")
+    return result["cpu_ms_per_1000"]["mosquitto"] / base if base else None
 
 
 def _handshakes(broker: dict[str, Any]) -> list[str]:
@@ -96,12 +134,19 @@ def _handshakes(broker: dict[str, Any]) -> list[str]:
         if ecdsa in connect and rsa in connect:
             cpu_ecdsa = connect[ecdsa]["cpu_ms_per_1000"]["mosquitto"]
             cpu_rsa = connect[rsa]["cpu_ms_per_1000"]["mosquitto"]
+            relative_ecdsa, relative_rsa = _cpu_ratio(connect, ecdsa), _cpu_ratio(connect, rsa)
+            corrected = (
+                f"{relative_rsa / relative_ecdsa:.2f}x"
+                if relative_ecdsa and relative_rsa is not None
+                else "-"
+            )
             rows.append(
                 [
                     "mutual TLS" if ecdsa.startswith("mtls") else "TLS + password",
                     f"{cpu_ecdsa:.0f}",
                     f"{cpu_rsa:.0f}",
                     _ratio(cpu_rsa, cpu_ecdsa),
+                    corrected,
                 ]
             )
     if not rows:
@@ -109,7 +154,20 @@ def _handshakes(broker: dict[str, Any]) -> list[str]:
     return [
         "### Broker CPU per 1,000 TLS handshakes: RSA-2048 vs ECDSA P-256",
         "",
-        *_table(["listener", "ECDSA P-256 ms", "RSA-2048 ms", "RSA ÷ ECDSA"], rows),
+        "The two server keys need two set-ups, measured minutes apart. The last column "
+        "first divides each figure by the plaintext baseline of its own set-up, which "
+        "takes out a change in the machine's speed between them.",
+        "",
+        *_table(
+            [
+                "listener",
+                "ECDSA P-256 ms",
+                "RSA-2048 ms",
+                "RSA ÷ ECDSA",
+                "RSA ÷ ECDSA, each ÷ its baseline",
+            ],
+            rows,
+        ),
     ]
 
 
@@ -118,29 +176,41 @@ def _throughput(broker: dict[str, Any]) -> list[str]:
     if not throughput:
         return []
     rows = []
-    for result in throughput.values():
-        base = throughput.get(f"plaintext/qos{result['qos']}")
-        rate = result["messages_per_second"]
-        rows.append(
-            [
-                _name(result["endpoint"]),
-                str(result["qos"]),
-                f"{rate['median']:,.0f}",
-                f"{rate['min']:,.0f}-{rate['max']:,.0f}",
-                _ratio(rate["median"], base["messages_per_second"]["median"] if base else None),
-                str(result["lost"]),
-            ]
-        )
+    baselines = broker.get("throughput_baselines", {})
+    for key in ("qos0", "qos1"):
+        for phase, base, results in _by_phase(throughput, baselines, key):
+            base_rate = base["messages_per_second"]["median"]
+            for result in [base, *results]:
+                rate = result["messages_per_second"]
+                rows.append(
+                    [
+                        phase,
+                        _name(result["endpoint"]),
+                        str(result["qos"]),
+                        f"{rate['median']:,.0f}",
+                        f"{rate['min']:,.0f}-{rate['max']:,.0f}",
+                        _ratio(rate["median"], base_rate),
+                        str(result["lost"]),
+                    ]
+                )
     first = next(iter(throughput.values()))
+    messages = {result["qos"]: result["messages"] for result in throughput.values()}
+    sizes = ", ".join(f"{count:,} at QoS {qos}" for qos, count in sorted(messages.items()))
     return [
         "### Publish throughput",
         "",
-        f"One publisher and one subscriber on the client Pi, {first['payload_bytes']}-byte "
-        "payloads; messages per second from the first publish to the last delivery, over "
-        "the repeated runs (median, range). QoS 1 keeps at most 20 messages in flight "
+        f"One publisher and one subscriber on the client Pi, {first['payload_bytes']:,}-byte "
+        f"payloads, messages per run: {sizes}. Messages "
+        "per second from the first publish to the last delivery, over the repeated runs "
+        "(median, range). Each set-up repeats the plaintext baseline, run for run, "
+        "interleaved with its endpoints. QoS 1 keeps at most 20 messages in flight "
         "(the broker's max_inflight_messages).",
         "",
-        *_table(["endpoint", "QoS", "msg/s median", "range", "x plaintext", "lost"], rows),
+        *_table(
+            ["set-up", "endpoint", "QoS", "msg/s median", "range", "x plaintext", "lost"],
+            rows,
+            text_columns=2,
+        ),
     ]
 
 
@@ -172,7 +242,14 @@ def _memory(broker: dict[str, Any]) -> list[str]:
     lines = [
         "### Broker resident memory (VmRSS of mosquitto)",
         "",
-        "The broker is restarted before each row, then holds the clients connected.",
+        "The broker is restarted before each row, then holds the clients connected. "
+        + (
+            f"They log in as a user whose hash has {broker['held_iterations']:,} PBKDF2 "
+            "iterations: the count sets the CPU of a CONNECT, not the memory of a "
+            "connected client, and 1,000 connects at pisec's own count would take minutes."
+            if "held_iterations" in broker
+            else ""
+        ),
         "",
         *_table(header, rows),
     ]
@@ -254,7 +331,7 @@ def render(results: dict[str, Any], raw: str = "docs/benchmarks.json") -> str:
         f"kernel {machine['kernel']}, {machine['openssl']}. Broker and client are Debian "
         "bookworm containers with systemd on this machine, provisioned by playbooks/site.yml; "
         "they share its cores, so compare within a table. Ratios are to the plaintext "
-        f"baseline of the same run. Raw numbers: `{raw}`.",
+        f"baseline measured in the same set-up, interleaved with it. Raw numbers: `{raw}`.",
         "",
         *_connect(broker),
         *_handshakes(broker),
@@ -279,18 +356,27 @@ def update_markdown(path: Path, section: str) -> None:
 
 
 def headline(results: dict[str, Any]) -> str:
-    """The ratios the README quotes, one line each."""
+    """The ratios the README quotes, one line each (each to its own set-up's baseline)."""
     connect = results.get("broker", {}).get("connect", {})
     lines = []
-    base = connect.get("plaintext")
-    for label in ("tls-ecdsa", "mtls-ecdsa", "tls-rsa", "vpn", "vpn+tls"):
-        if base and label in connect:
-            ratio = connect[label]["latency_ms"]["median"] / base["latency_ms"]["median"]
+    for label in ("tls-ecdsa", "mtls-ecdsa", "tls-rsa", "mtls-rsa", "vpn", "vpn+tls"):
+        if label in connect and "baseline" in connect[label]:
+            ratio = (
+                connect[label]["latency_ms"]["median"]
+                / connect[label]["baseline"]["latency_ms"]["median"]
+            )
             lines.append(f"connect latency, {_name(label)}: {ratio:.2f}x plaintext")
     if "mtls-ecdsa" in connect and "mtls-rsa" in connect:
-        ratio = (
+        raw = (
             connect["mtls-rsa"]["cpu_ms_per_1000"]["mosquitto"]
             / connect["mtls-ecdsa"]["cpu_ms_per_1000"]["mosquitto"]
         )
-        lines.append(f"broker CPU per handshake, RSA-2048 vs ECDSA P-256: {ratio:.2f}x")
+        line = f"broker CPU per mutual TLS handshake, RSA-2048 vs ECDSA P-256: {raw:.2f}x"
+        relative_ecdsa, relative_rsa = (
+            _cpu_ratio(connect, "mtls-ecdsa"),
+            _cpu_ratio(connect, "mtls-rsa"),
+        )
+        if relative_ecdsa and relative_rsa is not None:
+            line += f" ({relative_rsa / relative_ecdsa:.2f}x, each to its baseline)"
+        lines.append(line)
     return "\n".join(lines)
