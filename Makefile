@@ -53,10 +53,10 @@ bench: venv image ## Measure what TLS, the VPN and provisioning cost (docs/bench
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m pisec.bench --output docs/benchmarks
 
-bench-ansible: venv image ## Time site.yml's second run on 5 Pis with each Ansible setting (docs/benchmarks-ansible.md)
+bench-ansible: venv image ## Time site.yml's second run on 20 Pis with each Ansible setting (docs/benchmarks-ansible.md, ~25 min)
 	@scripts/ensure-docker.sh
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
-	  $(BIN)/python -m pisec.bench --skip-broker --fleet-sizes 5 --ansible-settings --output docs/benchmarks-ansible
+	  $(BIN)/python -m pisec.bench --skip-broker --fleet-sizes 20 --ansible-settings --output docs/benchmarks-ansible
 
 bench-smoke: venv image ## The bench with tiny counts and a 1-Pi fleet (proves it runs; writes .bench-smoke/)
 	@scripts/ensure-docker.sh

@@ -175,7 +175,10 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     result = measured["tls-ecdsa"]
     assert result["latency_ms"]["n"] == 7
     assert 0 < result["latency_ms"]["median"] <= result["latency_ms"]["max"]
+    # After minus before: a CPU time read in the wrong order goes negative.
+    # (Not > 0: 8 connects with a 1,000-iteration hash fit in one 10 ms tick.)
     assert result["cpu_ms_per_1000"]["mosquitto"] >= 0
+    assert bench.results["baselines"]["loopback"]["cpu_ms_per_1000"]["mosquitto"] >= 0
     assert result["tls_version"] in ("TLSv1.2", "TLSv1.3")
     assert result["phase"] == "loopback"
     baseline = bench.results["baselines"]["loopback"]
@@ -185,6 +188,10 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert "plaintext" not in bench.results["connect"]  # a baseline, not a row of its own
     with pytest.raises(BenchError, match="listed twice"):
         bench.connects("loopback", plain, [(plain, 2)])
+    with pytest.raises(BenchError, match=r"measured twice: loopback \("):
+        bench.connects("loopback", plain, [])
+    with pytest.raises(BenchError, match="measured twice: tls-ecdsa"):
+        bench.connects("another set-up", plain, [(tls, 2)])
 
     client.calls.clear()
     for qos in (0, 1):
@@ -216,7 +223,10 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
                 "second_seconds": 8.0,
                 "first_changed": 40,
                 "second_changed": 0,
-                "settings": {"ansible.cfg as committed": 8.0, "strategy free": 6.0},
+                "settings": {
+                    "ansible.cfg as committed (the second run)": 8.0,
+                    "strategy free": 6.0,
+                },
             }
         ],
     }
@@ -224,7 +234,8 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     section = benchreport.render(results)
     assert f"| loopback | plaintext + password (baseline) | {counts.connects} |" in section
     assert "| loopback | TLS, ECDSA P-256 server + password | 7 |" in section
-    assert "1.00x" in section  # the baseline against itself
+    baseline_row = next(line for line in section.splitlines() if "(baseline) | 8 |" in line)
+    assert baseline_row.split("|")[7].strip() == "1.00x"  # its latency against itself
     assert "| loopback | TLS, ECDSA P-256 server + password | 1 |" in section  # throughput
     assert "1,000 PBKDF2 iterations" in section
     assert "| strategy free | 6.0 | 0.75x |" in section

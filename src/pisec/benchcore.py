@@ -127,7 +127,8 @@ class Counts:
     connects: int = 100
     # Connections per mutual-TLS endpoint: no hash, about 4 ms of broker CPU
     # each, so ten times as many keep the CPU figure well above the 10 ms
-    # resolution of /proc's clock ticks.
+    # resolution of /proc's clock ticks. (Not with Nagle's algorithm on,
+    # where each waits ~40 ms for a delayed ACK: that one gets `connects`.)
     cert_connects: int = 1000
     # The connections of one set-up are made in this many rounds, the
     # plaintext baseline first in each round (see BrokerBench.connects).
@@ -234,6 +235,10 @@ class BrokerBench:
         plan = [(baseline, self.counts.connects), *measured]
         if len({endpoint.label for endpoint, _ in plan}) != len(plan):
             raise BenchError(f"{phase}: an endpoint is listed twice")
+        _refuse_again(self.results.get("baselines", {}), phase)
+        _refuse_again(
+            self.results.get("connect", {}), *(endpoint.label for endpoint, _ in measured)
+        )
         samples: dict[str, list[float]] = {endpoint.label: [] for endpoint, _ in plan}
         cpu: dict[str, dict[str, float]] = {endpoint.label: {} for endpoint, _ in plan}
         reports: dict[str, dict[str, Any]] = {}
@@ -295,6 +300,11 @@ class BrokerBench:
         plan = [baseline, *measured]
         if len({endpoint.label for endpoint in plan}) != len(plan):
             raise BenchError(f"{phase}: an endpoint is listed twice")
+        _refuse_again(self.results.get("throughput_baselines", {}), f"{phase}/qos{qos}")
+        _refuse_again(
+            self.results.get("throughput", {}),
+            *(f"{endpoint.label}/qos{qos}" for endpoint in measured),
+        )
         runs: dict[str, list[dict[str, Any]]] = {endpoint.label: [] for endpoint in plan}
         for _ in range(max(1, self.counts.throughput_repeats)):
             for endpoint in plan:
@@ -343,7 +353,10 @@ class BrokerBench:
         running = self.client.start_loadgen(
             [
                 "hold",
-                *endpoint.args(self.held_creds or self.creds),
+                # A client certificate is who a mutual-TLS client is: no user.
+                *endpoint.args(
+                    self.creds if endpoint.client_cert else self.held_creds or self.creds
+                ),
                 "--count",
                 str(count),
                 "--hold-seconds",
@@ -418,6 +431,13 @@ class BrokerBench:
         rss = self.broker.usage(process).rss_kib
         self.results.setdefault("processes", {})[process] = {"rss_kib": rss}
         return rss
+
+
+def _refuse_again(results: dict[str, Any], *keys: str) -> None:
+    """Before measuring: refuse a result that would overwrite one already made."""
+    again = sorted(set(results) & set(keys))
+    if again:
+        raise BenchError(f"measured twice: {', '.join(again)} (labels and set-ups must differ)")
 
 
 class RunningProcess:
