@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import os
 import platform
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -412,6 +413,9 @@ def recap_totals(output: str) -> dict[str, int]:
 
 # ---- Part 1: the broker ---------------------------------------------------------
 
+# One measurement: its title for the progress line, and what makes it.
+Step = tuple[str, Callable[[], object]]
+
 
 def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -> dict[str, Any]:
     broker_name, client_name = "pisec-bench-broker", "pisec-bench-client"
@@ -487,25 +491,13 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
     # (no hash, a few ms each) counts.cert_connects; see Counts.
     few, many = counts.connects, counts.cert_connects
 
-    steps: list[tuple[str, Any]] = [
-        (
-            "connect: plaintext, TLS + password, mutual TLS (ECDSA P-256), interleaved",
-            lambda: bench.connects(
-                "tls, ECDSA P-256", plain, [(tls_ecdsa, few), (mtls_ecdsa, many)]
-            ),
-        ),
-        (
-            "throughput QoS 0: plaintext, TLS, interleaved",
-            lambda: bench.throughput("tls, ECDSA P-256", plain, [tls_ecdsa], 0),
-        ),
-        (
-            "throughput QoS 1: plaintext, TLS, interleaved",
-            lambda: bench.throughput("tls, ECDSA P-256", plain, [tls_ecdsa], 1),
-        ),
+    first = "tls, ECDSA P-256"
+    steps = [
+        *_measurements(bench, first, plain, [(tls_ecdsa, few), (mtls_ecdsa, many)], [tls_ecdsa]),
         ("memory, plaintext clients", lambda: bench.memory(plain)),
         ("memory, TLS clients", lambda: bench.memory(tls_ecdsa)),
     ]
-    _run_steps("broker (TLS, ECDSA)", steps)
+    _run_steps(f"broker ({first})", steps)
 
     # Plain MQTT inside WireGuard: the baseline listener reached at the hub's
     # VPN address, the data path of transport `vpn` (the role's firewall
@@ -518,48 +510,26 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
     tls_rsa = endpoint("tls-rsa", address, 8883, tls=True)
     mtls_rsa = endpoint("mtls-rsa", address, 8884, tls=True, cert=True)
     # Each phase re-provisions the broker with playbooks/broker.yml and these
-    # extra variables, then measures, the plaintext baseline interleaved
-    # with the connects of the phase.
-    phases: list[tuple[str, dict[str, str], list[tuple[str, Any]]]] = [
+    # extra variables, then measures: connects (endpoint, count) and the
+    # endpoints whose throughput is measured, each interleaved with the
+    # plaintext baseline, then any further steps.
+    phases: list[
+        tuple[str, dict[str, str], list[tuple[Endpoint, int]], list[Endpoint], list[Step]]
+    ] = [
         (
             "vpn+tls",
             {"pisec_mosquitto_transport": "vpn+tls"},
-            [
-                (
-                    "connect: plaintext, MQTT and TLS inside WireGuard, interleaved",
-                    lambda: bench.connects("vpn+tls", plain, [(vpn, few), (vpn_tls, few)]),
-                ),
-                (
-                    "throughput QoS 0: plaintext, MQTT and TLS inside WireGuard, interleaved",
-                    lambda: bench.throughput("vpn+tls", plain, [vpn, vpn_tls], 0),
-                ),
-                (
-                    "throughput QoS 1: plaintext, MQTT and TLS inside WireGuard, interleaved",
-                    lambda: bench.throughput("vpn+tls", plain, [vpn, vpn_tls], 1),
-                ),
-                ("wireguard-go memory", lambda: bench.process_memory("wireguard-go")),
-            ],
+            [(vpn, few), (vpn_tls, few)],
+            [vpn, vpn_tls],
+            [("wireguard-go memory", lambda: bench.process_memory("wireguard-go"))],
         ),
         (
             "tls, Nagle on",
             {"pisec_mosquitto_transport": "tls", "pisec_mosquitto_tcp_nodelay": "false"},
-            [
-                (
-                    "connect: plaintext, TLS + password, mutual TLS (Nagle on), interleaved",
-                    # Nagle's delay costs a mutual TLS connect ~40 ms: few.
-                    lambda: bench.connects(
-                        "tls, Nagle on", plain, [(tls_nagle, few), (mtls_nagle, few)]
-                    ),
-                ),
-                (
-                    "throughput QoS 0: plaintext, TLS (Nagle on), interleaved",
-                    lambda: bench.throughput("tls, Nagle on", plain, [tls_nagle], 0),
-                ),
-                (
-                    "throughput QoS 1: plaintext, TLS (Nagle on), interleaved",
-                    lambda: bench.throughput("tls, Nagle on", plain, [tls_nagle], 1),
-                ),
-            ],
+            # Nagle's delay costs a mutual TLS connect ~40 ms: few.
+            [(tls_nagle, few), (mtls_nagle, few)],
+            [tls_nagle],
+            [],
         ),
         (
             "tls, RSA-2048",
@@ -568,26 +538,49 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
                 "pisec_mosquitto_key_type": "rsa",
                 "pisec_mosquitto_key_size": "2048",
             },
-            [
-                (
-                    "connect: plaintext, TLS + password, mutual TLS (RSA-2048), interleaved",
-                    lambda: bench.connects(
-                        "tls, RSA-2048", plain, [(tls_rsa, few), (mtls_rsa, many)]
-                    ),
-                ),
-            ],
+            [(tls_rsa, few), (mtls_rsa, many)],
+            [],
+            [],
         ),
     ]
-    for title, extra_vars, phase_steps in phases:
+    for title, extra_vars, connects, throughput, more in phases:
         log(f"broker: switching to {title}")
         settings = [arg for key, value in extra_vars.items() for arg in ("-e", f"{key}={value}")]
         project.playbook(inventory, "broker.yml", *settings)
-        _run_steps(f"broker ({title})", phase_steps)
+        steps = [*_measurements(bench, title, plain, connects, throughput), *more]
+        _run_steps(f"broker ({title})", steps)
     docker("rm", "-f", broker_name, client_name, timeout=600)
     return bench.results
 
 
-def _run_steps(part: str, steps: Sequence[tuple[str, Any]]) -> None:
+def _measurements(
+    bench: BrokerBench,
+    phase: str,
+    baseline: Endpoint,
+    connects: Sequence[tuple[Endpoint, int]],
+    throughput: Sequence[Endpoint],
+) -> list[Step]:
+    """The connect and throughput steps of one set-up, each against `baseline`."""
+    measured = ", ".join(endpoint.label for endpoint, _ in connects)
+    steps: list[Step] = [
+        (
+            f"connect: {baseline.label}, {measured}, interleaved",
+            lambda: bench.connects(phase, baseline, connects),
+        )
+    ]
+    if throughput:
+        labels = ", ".join(endpoint.label for endpoint in throughput)
+        steps += [
+            (
+                f"throughput QoS {qos}: {baseline.label}, {labels}, interleaved",
+                functools.partial(bench.throughput, phase, baseline, throughput, qos),
+            )
+            for qos in (0, 1)
+        ]
+    return steps
+
+
+def _run_steps(part: str, steps: Sequence[Step]) -> None:
     for index, (title, step) in enumerate(steps, start=1):
         log(f"{part} [{index}/{len(steps)}] {title}")
         step()
