@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import ipaddress
 import shutil
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -25,15 +28,44 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def load_role_module(role: str, name: str) -> ModuleType:
-    """A module that ships inside a role's library/; import it by path."""
-    path = PROJECT / "roles" / role / "library" / f"{name}.py"
+def _load_path(name: str, path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+class _RoleModuleUtils(importlib.abc.MetaPathFinder):
+    """Finds `ansible.module_utils.<name>` in a role's module_utils/, as
+    Ansible does for the modules of a role it runs."""
+
+    def find_spec(
+        self, fullname: str, path: object = None, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        prefix = "ansible.module_utils."
+        name = fullname.removeprefix(prefix)
+        if name == fullname or "." in name:
+            return None
+        for candidate in sorted(PROJECT.glob(f"roles/*/module_utils/{name}.py")):
+            return importlib.util.spec_from_file_location(fullname, candidate)
+        return None
+
+
+sys.meta_path.append(_RoleModuleUtils())
+
+
+def load_role_module_utils(role: str, name: str) -> ModuleType:
+    """A role's module_utils file, imported as Ansible imports it."""
+    module = importlib.import_module(f"ansible.module_utils.{name}")
+    assert Path(str(module.__file__)).parent == PROJECT / "roles" / role / "module_utils"
+    return module
+
+
+def load_role_module(role: str, name: str) -> ModuleType:
+    """A module that ships inside a role's library/; import it by path."""
+    return _load_path(name, PROJECT / "roles" / role / "library" / f"{name}.py")
 
 
 def load_passwd_module() -> ModuleType:
@@ -106,6 +138,58 @@ def make_leaf(
     return Issued(key, builder.sign(ca.key, hashes.SHA256()))
 
 
+def key_usage(**set_bits: bool) -> x509.KeyUsage:
+    """A KeyUsage with the named bits set, all others clear."""
+    bits = dict.fromkeys(
+        (
+            "digital_signature",
+            "content_commitment",
+            "key_encipherment",
+            "data_encipherment",
+            "key_agreement",
+            "key_cert_sign",
+            "crl_sign",
+            "encipher_only",
+            "decipher_only",
+        ),
+        False,
+    )
+    bits.update(set_bits)
+    return x509.KeyUsage(**bits)
+
+
+def make_csr(
+    key: Any,
+    common_name: str | None,
+    *,
+    sans: list[x509.GeneralName] | None = None,
+    purposes: list[x509.ObjectIdentifier] | None = None,
+    ca: bool | None = None,
+    usage: x509.KeyUsage | None = None,
+    extensions: tuple[x509.ExtensionType, ...] = (),
+) -> x509.CertificateSigningRequest:
+    """A CSR as a host (honest or not) could send it, signed with `key`."""
+    names = [x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else []
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name(names))
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    if purposes:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(purposes), critical=False)
+    if ca is not None:
+        builder = builder.add_extension(
+            x509.BasicConstraints(ca=ca, path_length=None), critical=True
+        )
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    for extension in extensions:
+        builder = builder.add_extension(extension, critical=False)
+    return builder.sign(key, hashes.SHA256())
+
+
+def csr_pem(csr: x509.CertificateSigningRequest) -> str:
+    return csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
 def write_pem(path: Path, issued: Issued, *, key: bool = False) -> Path:
     if key:
         path.write_bytes(
@@ -119,6 +203,27 @@ def write_pem(path: Path, issued: Issued, *, key: bool = False) -> Path:
     else:
         path.write_bytes(issued.certificate.public_bytes(serialization.Encoding.PEM))
     return path
+
+
+CA_PASSPHRASE = "a CA passphrase for tests"
+
+
+def write_ca_dir(path: Path, ca: Issued | None = None, name: str = "pisec fleet CA") -> Issued:
+    """A CA generation directory as pisec_ca lays it out: ca.crt, ca.key
+    (PKCS#8, encrypted with CA_PASSPHRASE, 0600) and an empty issued/."""
+    ca = ca or make_ca(name)
+    path.mkdir(mode=0o700, parents=True)
+    (path / "issued").mkdir(mode=0o700)
+    (path / "ca.crt").write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+    (path / "ca.key").write_bytes(
+        ca.key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(CA_PASSPHRASE.encode()),
+        )
+    )
+    (path / "ca.key").chmod(0o600)
+    return ca
 
 
 def free_port() -> int:
@@ -197,8 +302,9 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     password = "correct horse battery staple"
     hashed = passwd.Pbkdf2Hash.new(password, 1000).render()
     (workdir / "passwd").write_text(f"probe-user:{hashed}\n")
-    # The ACL pisec deploys by default: a private tree per client id.
-    (workdir / "acl").write_text("pattern readwrite pisec/probe/%c/#\n")
+    # What pisec deploys: a private probe tree per identity, and a client's
+    # id replaced by its identity on every listener.
+    (workdir / "acl").write_text("pattern readwrite pisec/probe/%u/#\n")
     port = free_port()
     mtls_port = free_port()
     (workdir / "mosquitto.conf").write_text(
@@ -213,6 +319,7 @@ cafile {ca_file}
 certfile {workdir}/server.crt
 keyfile {workdir}/server.key
 tls_version tlsv1.2
+use_username_as_clientid true
 listener {mtls_port} 127.0.0.1
 cafile {ca_file}
 certfile {workdir}/server.crt
@@ -220,6 +327,7 @@ keyfile {workdir}/server.key
 tls_version tlsv1.2
 require_certificate true
 use_identity_as_username true
+use_username_as_clientid true
 """
     )
     with running_mosquitto(workdir / "mosquitto.conf", port, workdir / "mosquitto.log"):

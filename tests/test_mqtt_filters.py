@@ -1,11 +1,18 @@
-"""Identity, ACL and revocation-record checks used by the roles."""
+"""Identity, ACL, serial and CRL helpers used by the roles."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from ansible.errors import AnsibleFilterError
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from plugins.filter.pisec_mqtt import (
+    acl_entries,
     check_acl,
     check_entry_acls,
     check_unique_across,
@@ -13,11 +20,11 @@ from plugins.filter.pisec_mqtt import (
     short_passwords,
     topic_filter_problem,
 )
-from plugins.filter.pisec_pki import ca_subject, crl_entry, revocation, serial_hex
+from plugins.filter.pisec_pki import ca_subject, crl_status, serial_hex
 
 
 @pytest.mark.parametrize(
-    "topic", ["a/b", "devices/%u/#", "+/+/temp", "#", "+", "pisec/probe/%c/#", "a//b", "/"]
+    "topic", ["a/b", "devices/%u/#", "+/+/temp", "#", "+", "pisec/probe/%u/#", "a//b", "/"]
 )
 def test_valid_topic_filters(topic: str) -> None:
     assert topic_filter_problem(topic) is None
@@ -130,20 +137,11 @@ def test_an_identity_is_a_device_or_a_user_not_both() -> None:
         check_unique_across({"users": ["pi-a"], "devices": ["pi-a"]})
 
 
-def test_serials_and_crl_entries() -> None:
+def test_serials_as_openssl_prints_them() -> None:
     assert serial_hex(0x3B5) == "03B5"
     assert serial_hex(255) == "FF"
-    record = revocation("03B5", "pi-a", "key_compromise", "20261125053000Z")
-    assert crl_entry(record) == {
-        "serial_number": "03:B5",
-        "revocation_date": "20261125053000Z",
-        "reason": "key_compromise",
-    }
-    assert "reason" not in crl_entry(revocation("FF", "pi-b", "unspecified", "20261125053000Z"))
-    with pytest.raises(AnsibleFilterError, match="not one of"):
-        revocation("FF", "pi-b", "bored", "20261125053000Z")
-    with pytest.raises(AnsibleFilterError, match="is not hex"):
-        crl_entry({"serial": "XYZ", "revoked_at": "20261125053000Z"})
+    with pytest.raises(AnsibleFilterError, match="is negative"):
+        serial_hex(-1)
 
 
 def test_renewal_is_due_in_the_last_third_of_the_lifetime() -> None:
@@ -173,3 +171,87 @@ def test_ca_subject_names_each_generation_apart() -> None:
     for bad in (0, "x", None):
         with pytest.raises(AnsibleFilterError, match="CA generation"):
             ca_subject("pisec fleet CA", "pisec", bad)
+
+
+PATTERNS = [
+    {"topic": "pisec/probe/%u/#", "access": "readwrite"},
+    {"topic": "devices/%u/#"},
+    {"topic": "sessions/%c/state", "access": "read"},
+]
+
+
+def test_acl_entries_write_the_patterns_out_under_each_identity() -> None:
+    users = [
+        {"name": "dashboard", "acl": [{"topic": "devices/#", "access": "read"}]},
+        {"name": "pisec-probe"},
+    ]
+    devices = [
+        {"name": "dev-a"},
+        {"name": "esp32-door", "acl": [{"topic": "door/#", "access": "write"}]},
+    ]
+    entries = acl_entries(users, devices, PATTERNS)
+    assert [(entry["name"], entry["kind"]) for entry in entries] == [
+        ("dashboard", "password user"),
+        ("pisec-probe", "password user"),
+        ("dev-a", "certificate device"),
+        ("esp32-door", "certificate device"),
+    ]
+    # The identity's own rules first (mosquitto takes the first match), then
+    # the patterns, with %u and %c both the identity's name.
+    assert entries[0]["rules"] == [
+        {"topic": "devices/#", "access": "read"},
+        {"topic": "pisec/probe/dashboard/#", "access": "readwrite"},
+        {"topic": "devices/dashboard/#", "access": "readwrite"},
+        {"topic": "sessions/dashboard/state", "access": "read"},
+    ]
+    assert entries[3]["rules"][0] == {"topic": "door/#", "access": "write"}
+
+
+def test_a_revoked_identity_gets_no_rules_at_all() -> None:
+    entries = acl_entries(
+        [{"name": "dashboard"}], [{"name": "dev-a"}, {"name": "dev-b"}], PATTERNS, ["dev-a"]
+    )
+    assert [entry["name"] for entry in entries] == ["dashboard", "dev-b"]
+
+
+@pytest.mark.parametrize(
+    ("users", "devices", "wanted"),
+    [
+        ([{"name": "dash\nuser evil"}], [], r"^pisec_mosquitto_users: 'dash\\nuser evil' is not"),
+        ([], [{"name": "dev1\n"}], r"^pisec_fleet_devices: 'dev1\\n' is not a valid identity"),
+        (
+            [{"name": "a", "acl": [{"topic": "x\ntopic readwrite #"}]}],
+            [],
+            r"pisec_mosquitto_users\[a\]\.acl",
+        ),
+    ],
+    ids=["user-newline", "device-newline", "topic-newline"],
+)
+def test_acl_entries_refuse_what_would_inject_lines(
+    users: list[dict[str, object]], devices: list[dict[str, object]], wanted: str
+) -> None:
+    with pytest.raises(AnsibleFilterError, match=wanted):
+        acl_entries(users, devices, PATTERNS)
+
+
+def _crl(issuer: str, days_left: int) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+        .last_update(now - timedelta(days=30))
+        .next_update(now + timedelta(days=days_left, hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    return crl.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_crl_status_lists_every_crl_of_a_bundle_with_its_days_left() -> None:
+    status = crl_status(_crl("pisec fleet CA", 25) + _crl("pisec fleet CA G2", -3))
+    assert [(entry["issuer"], entry["days_left"]) for entry in status] == [
+        ("CN=pisec fleet CA", 25),
+        ("CN=pisec fleet CA G2", -3),
+    ]
+    assert status[0]["summary"].startswith("CN=pisec fleet CA: 25 days left (next update ")
+    assert crl_status("not a CRL") == []

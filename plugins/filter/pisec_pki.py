@@ -1,27 +1,21 @@
-"""Serial numbers and revocation entries for the fleet CA.
+"""Serial numbers, renewal and CRL status for the roles and playbooks.
 
-Serials are kept in the form `openssl x509 -serial` and `pisec inspect`
+Serials are shown in the form `openssl x509 -serial` and `pisec inspect`
 print (uppercase hex, whole bytes), so that an operator can paste one into
-`playbooks/revoke.yml -e serial=...` from either tool.
+`playbooks/revoke.yml -e serial=...` from either tool. (The CA's own
+records and CRLs are its modules' work: roles/pisec_ca/module_utils.)
 """
 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
-
-REASONS = (
-    "unspecified",
-    "key_compromise",
-    "affiliation_changed",
-    "superseded",
-    "cessation_of_operation",
-    "privilege_withdrawn",
-)
+from cryptography import x509
 
 
 def serial_hex(serial: Any) -> str:
@@ -34,35 +28,6 @@ def serial_hex(serial: Any) -> str:
         raise AnsibleFilterError(f"serial {serial!r} is negative")
     digits = f"{number:X}"
     return digits if len(digits) % 2 == 0 else "0" + digits
-
-
-def revocation(serial: str, cn: str, reason: str, at: str) -> dict[str, str]:
-    """One entry of the CA's revocation record."""
-    if reason not in REASONS:
-        raise AnsibleFilterError(f"revocation reason {reason!r} is not one of {', '.join(REASONS)}")
-    return {"serial": serial, "cn": cn, "reason": reason, "revoked_at": at}
-
-
-def crl_entry(record: Mapping[str, Any]) -> dict[str, str]:
-    """A revocation record entry as community.crypto.x509_crl takes it
-    (serial_numbers: hex-octets)."""
-    try:
-        serial = str(record["serial"]).replace(":", "").upper()
-        revoked_at = str(record["revoked_at"])
-    except (KeyError, TypeError):
-        raise AnsibleFilterError(
-            f"revocation record entry {record!r} lacks serial or revoked_at"
-        ) from None
-    if not serial or any(c not in "0123456789ABCDEF" for c in serial):
-        raise AnsibleFilterError(f"revocation record: serial {serial!r} is not hex")
-    if len(serial) % 2:
-        serial = "0" + serial
-    octets = ":".join(serial[i : i + 2] for i in range(0, len(serial), 2))
-    entry = {"serial_number": octets, "revocation_date": revoked_at}
-    reason = record.get("reason")
-    if reason and reason != "unspecified":
-        entry["reason"] = str(reason)
-    return entry
 
 
 def _asn1_time(text: Any, field: str) -> datetime:
@@ -113,14 +78,50 @@ def ca_subject(common_name: str, organization: str, generation: Any = 1) -> list
     return [{"O": organization}, {"CN": name}]
 
 
+_CRL_BLOCK = re.compile(r"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----", re.DOTALL)
+
+
+def crl_status(pem: str, now: datetime | None = None) -> list[dict[str, Any]]:
+    """Each CRL of a PEM bundle (a broker's crlfile holds one per trusted
+    CA): its issuer, nextUpdate and whole days left."""
+    moment = now or datetime.now(UTC)
+    found = []
+    for block in _CRL_BLOCK.findall(str(pem)):
+        try:
+            crl = x509.load_pem_x509_crl(block.encode("ascii"))
+        except ValueError as exc:
+            raise AnsibleFilterError(f"a CRL that cannot be read: {exc}") from None
+        issuer = crl.issuer.rfc4514_string()
+        next_update = crl.next_update_utc
+        if next_update is None:
+            found.append(
+                {
+                    "issuer": issuer,
+                    "next_update": None,
+                    "days_left": -1,
+                    "summary": f"{issuer}: no nextUpdate",
+                }
+            )
+            continue
+        days = (next_update - moment).days
+        found.append(
+            {
+                "issuer": issuer,
+                "next_update": next_update.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "days_left": days,
+                "summary": f"{issuer}: {days} days left (next update {next_update:%Y-%m-%d})",
+            }
+        )
+    return found
+
+
 class FilterModule:
     """pisec filters for the CA's serials and revocations."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "pisec_serial_hex": serial_hex,
-            "pisec_revocation": revocation,
-            "pisec_crl_entry": crl_entry,
             "pisec_renewal_due": renewal_due,
             "pisec_ca_subject": ca_subject,
+            "pisec_crl_status": crl_status,
         }

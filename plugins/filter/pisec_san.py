@@ -14,11 +14,15 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-# RFC 1123 labels; a leading "*." is allowed for wildcard names.
+# RFC 1123 labels; a leading "*." is allowed for wildcard names. Used with
+# fullmatch: a trailing newline is not a name.
 _DNS_NAME = re.compile(
-    r"^(\*\.)?(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
-    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+    r"(\*\.)?(?=.{1,253}\Z)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
+# A certificate CN pisec issues: an identity (also a safe MQTT user name and
+# file name) or, for a broker known by its address, an IP address.
+_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
 def _ip_entry(text: str) -> str | None:
@@ -38,7 +42,7 @@ def check_sans(entries: Iterable[Any], variable: str = "subject alternative name
                 f"{variable}: {entry!r} is not of the form 'DNS:name' or 'IP:address'"
             )
         kind, value = entry.split(":", 1)
-        if kind == "DNS" and _DNS_NAME.match(value):
+        if kind == "DNS" and _DNS_NAME.fullmatch(value):
             checked.append(f"DNS:{value.rstrip('.').lower()}")
         elif kind == "IP" and (ip_entry := _ip_entry(value)) is not None:
             checked.append(ip_entry)
@@ -54,19 +58,23 @@ def san_list(
     addresses: Iterable[Any],
     extra: Iterable[Any] = (),
     variable: str = "subject alternative names",
+    reserved: Iterable[Any] = (),
 ) -> list[str]:
     """Build the SAN list: names (an IP-shaped name becomes an IP entry),
-    then usable addresses, then the checked extra entries, without repeats."""
+    then usable addresses, then the checked extra entries, without repeats.
+
+    `names` and `addresses` are what a host reports about itself (its
+    facts), except the first name, its inventory name. A reported entry that
+    `reserved` holds (what the inventory calls the other hosts) is left out:
+    a host that lies about itself gets no other host's name."""
+    taken = {entry for entry in (_entry(str(item)) for item in reserved if item) if entry}
     entries: list[str] = []
-    for name in names:
+    for position, name in enumerate(names):
         if not name:
             continue
-        text = str(name)
-        ip_entry = _ip_entry(text)
-        if ip_entry is not None:
-            entries.append(ip_entry)
-        elif _DNS_NAME.match(text):
-            entries.append(f"DNS:{text.rstrip('.').lower()}")
+        entry = _entry(str(name))
+        if entry is not None and (position == 0 or entry not in taken):
+            entries.append(entry)
     for raw in addresses:
         try:
             address = ipaddress.ip_address(str(raw).split("%", 1)[0])
@@ -74,16 +82,41 @@ def san_list(
             continue
         if address.is_loopback or address.is_link_local or address.is_unspecified:
             continue
-        entries.append(f"IP:{address.compressed}")
+        if f"IP:{address.compressed}" not in taken:
+            entries.append(f"IP:{address.compressed}")
     entries.extend(check_sans(extra, variable))
     return list(dict.fromkeys(entries))
+
+
+def _entry(text: str) -> str | None:
+    ip_entry = _ip_entry(text)
+    if ip_entry is not None:
+        return ip_entry
+    if _DNS_NAME.fullmatch(text):
+        return f"DNS:{text.rstrip('.').lower()}"
+    return None
+
+
+def check_common_name(value: Any, variable: str) -> str:
+    """A certificate CN pisec issues: an identity or an IP address."""
+    if (
+        isinstance(value, str)
+        and "%" not in value
+        and (_IDENTITY.fullmatch(value) or _ip_entry(value))
+    ):
+        return value
+    raise AnsibleFilterError(
+        f"{variable}: {value!r} is not a valid certificate common name (1 to 64 letters, digits "
+        "and _.@-, starting with a letter or digit, or an IP address)"
+    )
 
 
 class FilterModule:
     """pisec filters for subject alternative names."""
 
-    def filters(self) -> dict[str, Callable[..., list[str]]]:
+    def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "pisec_check_sans": check_sans,
             "pisec_san_list": san_list,
+            "pisec_check_common_name": check_common_name,
         }

@@ -1,17 +1,25 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Read the fleet CA's public material in one call on the CA host.
 
 Every host that gets a certificate, a trust bundle or a CRL needs the CA
 certificates and CRLs of the generations that exist (previous, current and
-next during a rollover). Reading them with `stat` and `slurp` costs five
-module runs on the CA host per host and per use; this module reads them all
-in one and never touches a private key.
+next during a rollover), and the identities the fleet revoked (a broker
+gives them no rights; the CA issues them nothing). Reading them with `stat`
+and `slurp` costs several module runs on the CA host per host and per use;
+this module reads them all in one and never touches a private key.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+from ansible.module_utils.pisec_ca_record import (
+    HAS_YAML,
+    read_record,
+    revoked_identities,
+)
+from ansible.module_utils.pisec_ca_store import StoreError
 
 DOCUMENTATION = r"""
 module: pisec_ca_bundle
@@ -20,6 +28,7 @@ description:
   - Looks for C(ca.crt) in C(dir) plus each suffix of C(generations), in that order.
   - For every generation whose certificate exists, returns the certificate and its CRL
     (C(ca.crl)); a generation with a certificate but no CRL is an error naming the file.
+  - Returns the identities the revocation record names and does not re-admit.
   - Reads nothing else; private keys are never opened.
 options:
   dir:
@@ -53,6 +62,11 @@ generations:
     exists: {description: Whether ca.crt exists for this generation, type: bool}
     certificate: {description: PEM of ca.crt (empty when it does not exist), type: str}
     crl: {description: PEM of ca.crl (empty when ca.crt does not exist), type: str}
+revoked_identities:
+  description: Identities (certificate CNs) revoked and not re-admitted, sorted.
+  type: list
+  elements: str
+  returned: always
 """
 
 MAX_BYTES = 1024 * 1024  # a CA certificate or CRL; anything bigger is not one
@@ -98,7 +112,7 @@ def read_bundle(directory: str, generations: list[str]) -> list[dict[str, Any]]:
 
 
 def main() -> None:
-    from ansible.module_utils.basic import AnsibleModule
+    from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
     module = AnsibleModule(
         argument_spec={
@@ -111,11 +125,14 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
+    if not HAS_YAML:
+        module.fail_json(msg=missing_required_lib("PyYAML (python3-yaml)"))
     try:
         generations = read_bundle(module.params["dir"], module.params["generations"])
-    except (OSError, ValueError) as exc:
+        revoked = revoked_identities(read_record(module.params["dir"]))
+    except (OSError, ValueError, StoreError) as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, generations=generations)
+    module.exit_json(changed=False, generations=generations, revoked_identities=revoked)
 
 
 if __name__ == "__main__":
