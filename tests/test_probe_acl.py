@@ -42,7 +42,7 @@ def _tls_listener(broker: Broker, workdir: Path, settings: str) -> Iterator[AclB
     certs = broker.ca_file.parent
     (workdir / "mosquitto.conf").write_text(
         f"user root\n{settings}log_dest file {log}\nlog_type all\n"
-        f"listener {port} 127.0.0.1\ncafile {broker.ca_file}\n"
+        f"listener {port} 127.0.0.1\nuse_username_as_clientid true\ncafile {broker.ca_file}\n"
         f"certfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
     )
     with running_mosquitto(workdir / "mosquitto.conf", port, log):
@@ -155,7 +155,7 @@ def test_refused_subscribe_is_not_authorised(
 ) -> None:
     exit_code, detail = _probe(dynsec_broker, capsys, monkeypatch, "stranger", mqtt_version)
     assert exit_code == 1
-    assert detail.startswith("not authorised to subscribe to pisec/probe/pisec-probe-"), detail
+    assert detail.startswith("not authorised to subscribe to pisec/probe/stranger/"), detail
     assert f"the broker refused the SUBSCRIBE (reason code {code})" in detail
 
 
@@ -165,7 +165,7 @@ def test_read_only_user_is_not_authorised_to_publish(
     """MQTT 5: the broker answers the QoS 1 PUBLISH with PUBACK 0x87."""
     exit_code, detail = _probe(acl_broker, capsys, monkeypatch, "reader", "5")
     assert exit_code == 1
-    assert detail.startswith("not authorised to publish to pisec/probe/pisec-probe-"), detail
+    assert detail.startswith("not authorised to publish to pisec/probe/reader/"), detail
     assert "the broker refused the PUBLISH (reason code 0x87)" in detail
 
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-# A certificate CN that is also a safe MQTT user name and file name.
-_IDENTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+# A certificate CN that is also a safe MQTT user name and file name; used
+# with fullmatch (a `$` would let a trailing newline through).
+_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 ACCESS = ("read", "write", "readwrite", "deny")
 MAX_TOPIC_BYTES = 65535
 
@@ -46,7 +47,7 @@ def check_identities(entries: Iterable[Any], variable: str) -> list[str]:
     names: list[str] = []
     for entry in entries:
         name = entry.get("name") if isinstance(entry, Mapping) else None
-        if not isinstance(name, str) or not _IDENTITY.match(name):
+        if not isinstance(name, str) or not _IDENTITY.fullmatch(name):
             raise AnsibleFilterError(
                 f"{variable}: {name!r} is not a valid identity (1 to 64 letters, digits and "
                 "_.@-, starting with a letter or digit; it becomes the certificate CN and the "
@@ -150,6 +151,46 @@ def resolve_devices(devices: Iterable[Any], managed_hosts: Iterable[str]) -> lis
     return resolved
 
 
+def acl_entries(
+    users: Iterable[Any],
+    devices: Iterable[Any],
+    patterns: Iterable[Any],
+    revoked: Iterable[str] = (),
+) -> list[dict[str, Any]]:
+    """What the broker's ACL file says, identity by identity: each user's and
+    device's own rules, then the fleet's pattern rules written out for it.
+
+    A client id is its identity's name (use_username_as_clientid), so `%u`
+    and `%c` both stand for the name. Writing the patterns out instead of
+    giving mosquitto `pattern` lines means an identity that has no block
+    here, one revoked or no longer in the inventory, has no right at all,
+    also on a connection it already holds (mosquitto re-reads the file on
+    SIGHUP and checks every PUBLISH and every delivery against it)."""
+    taken = set(revoked)
+    checked_patterns = check_acl(patterns, "pisec_fleet_acl_patterns", patterns=True)
+    entries: list[dict[str, Any]] = []
+    for kind, variable, items in (
+        ("password user", "pisec_mosquitto_users", users),
+        ("certificate device", "pisec_fleet_devices", devices),
+    ):
+        listed = list(items)
+        check_identities(listed, variable)
+        for item in listed:
+            name = item["name"]
+            if name in taken:
+                continue
+            rules = check_acl(item.get("acl") or [], f"{variable}[{name}].acl") + [
+                {
+                    "topic": rule["topic"].replace("%u", name).replace("%c", name),
+                    "access": rule["access"],
+                }
+                for rule in checked_patterns
+            ]
+            unique = list({(rule["topic"], rule["access"]): rule for rule in rules}.values())
+            entries.append({"name": name, "kind": kind, "rules": unique})
+    return entries
+
+
 class FilterModule:
     """pisec filters for MQTT identities and ACLs."""
 
@@ -161,4 +202,5 @@ class FilterModule:
             "pisec_check_entry_acls": check_entry_acls,
             "pisec_short_passwords": short_passwords,
             "pisec_resolve_devices": resolve_devices,
+            "pisec_acl_entries": acl_entries,
         }

@@ -21,6 +21,7 @@ import paho.mqtt.client as mqtt
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import NameOID
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -304,12 +305,26 @@ def _lost_message(published: bool, topic: str, options: ProbeOptions) -> str:
     return f"timeout: no PUBACK from the broker {waited}"
 
 
+def _identity(options: ProbeOptions) -> str:
+    """Who the broker will take this client for: the user name, or the CN
+    of the client certificate (use_identity_as_username)."""
+    if options.username is not None:
+        return options.username
+    if options.cert_file is not None:
+        certificate = load_certificates(options.cert_file, "client certificate")[0]
+        names = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if names:
+            return str(names[0].value)
+    return "anonymous"
+
+
 def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float | None, Check]:
     """CONNECT, SUBSCRIBE to a fresh topic, PUBLISH to it, wait for the message."""
     client_id = f"pisec-probe-{uuid.uuid4().hex[:12]}"
-    # Under the client id: pisec's default ACL pattern `pisec/probe/%c/#`
-    # lets any identity use exactly this tree, and no one else's.
-    topic = f"pisec/probe/{client_id}/round-trip"
+    # Under the identity: pisec's default ACL pattern `pisec/probe/%u/#`
+    # gives every identity exactly this tree, which no other can read or
+    # write. (A pisec broker replaces the client id with the identity.)
+    topic = f"pisec/probe/{_identity(options)}/round-trip-{uuid.uuid4().hex[:12]}"
     payload = uuid.uuid4().bytes
     connected = threading.Event()
     subscribed = threading.Event()

@@ -1,4 +1,4 @@
-#!/usr/bin/python3
+#!/usr/bin/python
 """Manage a Mosquitto password file idempotently.
 
 mosquitto_passwd re-salts on every call, so a playbook that uses it reports
