@@ -167,3 +167,91 @@ def test_every_crl_of_a_rollover_bundle_is_listed(
         ("broker CRL", 25, False),
         ("broker CRL", 5, True),
     ]
+
+
+def _inventory_with_ca(ca_vars: dict[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(json.dumps(INVENTORY))
+    data["_meta"]["hostvars"]["localhost"] = ca_vars
+    data["pisec_ca"] = {"hosts": ["localhost"]}
+    return data
+
+
+def _run_with(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    inventory: dict[str, Any],
+    outputs: dict[str, str],
+    *extra: str,
+) -> tuple[int, list[dict[str, Any]]]:
+    monkeypatch.setattr(pisec.fleet, "_run_ansible_inventory", lambda _a: json.dumps(inventory))
+    monkeypatch.setattr(pisec.cli, "read_over_ssh", lambda host, _t, _k=None: outputs[host.name])
+    code = main(["fleet", "certs", "-i", "inv", "--json", *extra])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_crl_is_due_within_the_inventorys_renewal_window(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    output = "==> pisec-file /etc/mosquitto/certs/pisec-ca.crl\n" + _crl_pem("pisec fleet CA", 15)
+    inventory = _inventory_with_ca({"pisec_ca_crl_renew_before_days": 20})
+    code, reports = _run_with(monkeypatch, capsys, inventory, {"broker-1": output, "sensor-1": ""})
+    assert code == 1
+    assert [(c["days_left"], c["due"]) for c in reports[0]["certificates"]] == [(15, True)]
+    code, reports = _run_with(
+        monkeypatch, capsys, inventory, {"broker-1": output, "sensor-1": ""}, "--crl-days", "5"
+    )
+    assert code == 0
+    assert [(c["days_left"], c["due"]) for c in reports[0]["certificates"]] == [(15, False)]
+
+
+def test_unmanaged_devices_bundles_are_listed_with_their_days_left(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "esp32-door").mkdir()
+    (tmp_path / "esp32-door" / "esp32-door.crt").write_text(_pem(3, 30))
+    (tmp_path / "esp32-door" / "esp32-door.key").write_text("never read")
+    (tmp_path / "esp32-door" / "esp32-door.key").chmod(0)
+    inventory = _inventory_with_ca(
+        {
+            "pisec_fleet_bundle_dir": str(tmp_path),
+            "pisec_fleet_devices": [
+                {"name": "sensor-1"},
+                {"name": "esp32-door", "managed": False},
+                {"name": "esp32-gate"},
+            ],
+        }
+    )
+    fresh = "==> pisec-file /etc/pisec/tls/client.crt\n" + _pem(300, 365)
+    code, reports = _run_with(monkeypatch, capsys, inventory, {"broker-1": "", "sensor-1": fresh})
+    assert code == 1
+    bundles = {report["host"]: report["certificates"] for report in reports[2:]}
+    assert list(bundles) == ["esp32-door", "esp32-gate"]
+    [door] = bundles["esp32-door"]
+    assert (door["role"], door["days_left"], door["due"]) == ("device bundle", 2, True)
+    assert door["path"] == str(tmp_path / "esp32-door" / "esp32-door.crt")
+    [gate] = bundles["esp32-gate"]
+    assert gate["problem"] == "no bundle yet" and gate["due"] is True
+
+
+def test_a_templated_bundle_dir_needs_the_option(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    inventory = _inventory_with_ca(
+        {
+            "pisec_fleet_bundle_dir": "{{ lookup('env', 'HOME') }}/devices",
+            "pisec_fleet_devices": [{"name": "esp32-door", "managed": False}],
+        }
+    )
+    monkeypatch.setattr(pisec.fleet, "_run_ansible_inventory", lambda _a: json.dumps(inventory))
+    assert main(["fleet", "certs", "-i", "inv"]) == 2
+    assert "give --bundle-dir" in capsys.readouterr().err
+    code, reports = _run_with(
+        monkeypatch,
+        capsys,
+        inventory,
+        {"broker-1": "", "sensor-1": ""},
+        "--bundle-dir",
+        str(tmp_path),
+    )
+    assert code == 1
+    assert reports[-1]["host"] == "esp32-door" and reports[-1]["certificates"][0]["due"]

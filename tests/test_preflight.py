@@ -27,6 +27,8 @@ all:
         localhost:
           ansible_connection: local
           ansible_python_interpreter: "{{ ansible_playbook_python }}"
+          # No systemd here to run the rotation job's timer.
+          pisec_rotation_job_state: absent
     pisec_brokers:
       hosts:
         preflight-broker:
@@ -136,6 +138,24 @@ def run_playbook(
             {"pisec_host_cert_renew_fraction_left": 1.5},
             "pisec_host_cert_renew_fraction_left between 0 and 1 (is 1.5)",
         ),
+        # A `$` would let a trailing line break through; fullmatch does not.
+        (
+            {"pisec_host_cert_common_name": "pi-a\nuser evil"},
+            "pisec_host_cert_common_name: 'pi-a\\nuser evil' is not a valid certificate",
+        ),
+        ({"pisec_fleet_devices": [{"name": "dev1\n"}]}, "pisec_fleet_devices: 'dev1\\n'"),
+        (
+            {"pisec_mosquitto_extra_subject_alt_names": ["DNS:mqtt.example.org\n"]},
+            "pisec_mosquitto_extra_subject_alt_names: 'DNS:mqtt.example.org\\n'",
+        ),
+        ({"pisec_host_cert_purpose": "both"}, "pisec_host_cert_purpose"),
+        ({"pisec_ca_sign_not_before": "+10m"}, "pisec_ca_sign_not_before a time before now"),
+        ({"pisec_mosquitto_probe_user": "probe user"}, "pisec_mosquitto_probe_user: 'probe user'"),
+        (
+            {"pisec_mosquitto_users": [{"name": "pisec-probe"}]},
+            "'pisec-probe' is declared in both pisec_mosquitto_users and "
+            "pisec_mosquitto_probe_user",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )
@@ -182,3 +202,26 @@ def test_good_values_pass_the_preflight(tmp_path: Path) -> None:
     assert (tmp_path / "inventory/.pisec/ca/ca.crt").exists()
     assert (tmp_path / "inventory/.pisec/ca/ca.key").stat().st_mode & 0o777 == 0o600
     assert "preflight-broker" in output and "UNREACHABLE" in output
+
+
+@pytest.mark.skipif(
+    Path("/run/systemd/system").is_dir(),
+    reason="this machine runs systemd: the job could be installed",
+)
+def test_a_rotation_job_without_systemd_stops_the_run_before_anything_changes(
+    tmp_path: Path,
+) -> None:
+    """Without the job nothing renews the CRLs; a CA host that cannot run
+    it is named before anything changes, with what to do instead."""
+    result = run_playbook(tmp_path, "site.yml", {"pisec_rotation_job_state": "present"})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "localhost: pisec_rotation_job_state is present, but this host does not run systemd"
+        in output
+    ), output
+    assert (
+        "set pisec_rotation_job_state: absent and run playbooks/rotate-certs.yml every day"
+        in output
+    )
+    assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"

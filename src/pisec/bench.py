@@ -345,6 +345,13 @@ class Project:
                     "pisec_mosquitto_credentials_dir": str(directory / "credentials"),
                     "pisec_mosquitto_users": [{"name": BENCH_USER, "acl": acl}],
                     "pisec_fleet_devices": [{"name": client, "acl": acl} for client in clients],
+                    # The bench holds 1,000 connections under one identity and
+                    # runs a publisher and a subscriber under one certificate;
+                    # a fleet's brokers take the client id from the identity,
+                    # which costs one string copy per CONNECT.
+                    "pisec_mosquitto_client_id_is_identity": False,
+                    # The CA lives on this host only while the bench runs.
+                    "pisec_rotation_job_state": "absent",
                 },
                 "children": {
                     "pisec_ca": {

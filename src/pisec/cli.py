@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
@@ -20,7 +21,14 @@ from cryptography.utils import CryptographyDeprecationWarning
 from pisec import __version__
 from pisec.certfile import load_items
 from pisec.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, PisecError
-from pisec.fleet import FleetHost, HostReport, hosts_from_inventory, read_over_ssh, survey
+from pisec.fleet import (
+    FleetHost,
+    HostReport,
+    assess_bundles,
+    read_inventory,
+    read_over_ssh,
+    survey,
+)
 from pisec.inspect import Style, describe, render_text
 from pisec.probe import (
     MQTT_VERSIONS,
@@ -84,8 +92,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "certs",
         help="list the certificates pisec manages on every host, and what is due",
         description="Connect to every broker and client Pi of the inventory over SSH, in "
-        "parallel, and list each certificate pisec manages with serial, days left and "
-        "whether it is due. Exits 1 when anything is due, expired or unreachable.",
+        "parallel, and list each certificate and CRL pisec manages with serial, days left "
+        "and whether it is due, then the bundles of the devices Ansible cannot reach (read "
+        "on this host). Exits 1 when anything is due, expired or unreachable.",
     )
     certs_parser.add_argument("-i", "--inventory", required=True, help="Ansible inventory")
     certs_parser.add_argument("--due", action="store_true", help="show only what needs action")
@@ -103,6 +112,18 @@ def _build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1 / 3,
         help="due when less than this share of the lifetime is left (default 1/3)",
+    )
+    certs_parser.add_argument(
+        "--crl-days",
+        type=int,
+        help="a CRL is due with fewer days left (default: the inventory's "
+        "pisec_ca_crl_renew_before_days, else 10)",
+    )
+    certs_parser.add_argument(
+        "--bundle-dir",
+        type=Path,
+        help="where the unmanaged devices' bundles are (default: the inventory's "
+        "pisec_fleet_bundle_dir)",
     )
 
     probe_parser = commands.add_parser(
@@ -196,7 +217,17 @@ def _run_fleet_certs(args: argparse.Namespace, out: TextIO) -> int:
         raise PisecError("--fraction-left", f"must be between 0 and 1 (is {args.fraction_left})")
     if args.known_hosts is not None and not args.known_hosts.is_file():
         raise PisecError(str(args.known_hosts), "no such known_hosts file")
-    hosts = hosts_from_inventory(args.inventory)
+    if args.crl_days is not None and args.crl_days < 1:
+        raise PisecError("--crl-days", f"must be at least 1 (is {args.crl_days})")
+    fleet = read_inventory(args.inventory)
+    hosts = fleet.hosts
+    crl_days = fleet.crl_days if args.crl_days is None else args.crl_days
+    bundle_dir = args.bundle_dir or fleet.bundle_dir
+    if fleet.bundles and bundle_dir is None:
+        raise PisecError(
+            args.inventory,
+            "pisec_fleet_bundle_dir is a template pisec cannot read here; give --bundle-dir",
+        )
     known_hosts: Path | None = args.known_hosts
 
     def reader(host: FleetHost, timeout: float) -> str:
@@ -212,9 +243,12 @@ def _run_fleet_certs(args: argparse.Namespace, out: TextIO) -> int:
         hosts,
         timeout=args.timeout,
         fraction_left=args.fraction_left,
+        crl_days=crl_days,
         progress=progress if show_progress else None,
         reader=reader,
     )
+    if bundle_dir is not None:
+        reports += assess_bundles(bundle_dir, fleet.bundles, datetime.now(UTC), args.fraction_left)
     if show_progress:
         sys.stderr.write("\r" + " " * 80 + "\r")
     needs_action = any(not r.reachable or any(i.due for i in r.items) for r in reports)

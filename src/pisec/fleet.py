@@ -3,8 +3,11 @@
 Hosts come from the Ansible inventory (`ansible-inventory --list`), so the
 fleet is described once. Each host is reached over SSH with Fabric, in
 parallel; only public files are read (certificates and the CRL), so no
-privilege escalation is needed. Certificates are parsed here, with the same
-due rule the roles apply (less than a third of the lifetime left).
+privilege escalation is needed. The bundles of devices Ansible cannot reach
+are read on this host, from the inventory's bundle directory. Certificates
+are parsed here, with the same due rule the roles apply (less than a third
+of the lifetime left); a CRL is due with fewer than
+pisec_ca_crl_renew_before_days left, as the CA renews it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ MANAGED_FILES = (
 )
 FLEET_GROUPS = ("pisec_brokers", "pisec_clients")
 MARKER = "==> pisec-file "
+BUNDLE_ROLE = "device bundle"
+# The roles' defaults, where the inventory does not say otherwise.
+DEFAULT_CRL_DAYS = 10  # pisec_ca_crl_renew_before_days
+INVENTORY_DIR = "{{ inventory_dir }}"
+DEFAULT_BUNDLE_DIR = f"{INVENTORY_DIR}/.pisec/devices"  # pisec_fleet_bundle_dir
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,16 @@ class HostReport:
     items: tuple[HeldCertificate, ...]
 
 
+@dataclass(frozen=True)
+class FleetInventory:
+    """What `pisec fleet certs` needs from the inventory."""
+
+    hosts: list[FleetHost]
+    crl_days: int
+    bundle_dir: Path | None
+    bundles: tuple[str, ...]
+
+
 def _first(values: Mapping[str, Any], *keys: str) -> Any:
     for key in keys:
         value = values.get(key)
@@ -83,6 +101,14 @@ def hosts_from_inventory(
     """Brokers and client Pis of the inventory with their SSH coordinates:
     `pisec_ssh_*` where set (e.g. for container fleets Ansible reaches
     otherwise), else Ansible's own `ansible_host`, `ansible_port`, ..."""
+    return read_inventory(inventory, runner).hosts
+
+
+def read_inventory(
+    inventory: str, runner: Callable[[list[str]], str] | None = None
+) -> FleetInventory:
+    """The hosts, and from the CA host's variables the CRL renewal window
+    and the unmanaged devices' bundles."""
     if runner is None:
         runner = _run_ansible_inventory
     raw = runner(["--list", "-i", inventory])
@@ -91,6 +117,53 @@ def hosts_from_inventory(
     except json.JSONDecodeError:
         raise PisecError(inventory, "ansible-inventory did not return JSON") from None
     hostvars: Mapping[str, Mapping[str, Any]] = data.get("_meta", {}).get("hostvars", {})
+    ca_hosts = _group_hosts(data, "pisec_ca")
+    ca_vars = hostvars.get(ca_hosts[0], {}) if ca_hosts else {}
+    crl_days = ca_vars.get("pisec_ca_crl_renew_before_days", DEFAULT_CRL_DAYS)
+    if (
+        isinstance(crl_days, bool)
+        or not isinstance(crl_days, int | str)
+        or not str(crl_days).isdigit()
+    ):
+        raise PisecError(
+            inventory,
+            f"pisec_ca_crl_renew_before_days {crl_days!r} is not a number pisec can read here; "
+            "give --crl-days",
+        )
+    clients = set(_group_hosts(data, "pisec_clients"))
+    bundles = tuple(
+        str(device["name"])
+        for device in ca_vars.get("pisec_fleet_devices") or []
+        if isinstance(device, Mapping)
+        and "name" in device
+        and not device.get("managed", str(device["name"]) in clients)
+    )
+    return FleetInventory(
+        _fleet_hosts(inventory, data, hostvars),
+        int(crl_days),
+        _bundle_dir(inventory, ca_vars.get("pisec_fleet_bundle_dir", DEFAULT_BUNDLE_DIR)),
+        bundles,
+    )
+
+
+def _bundle_dir(inventory: str, value: Any) -> Path | None:
+    """The bundle directory, when the inventory's value can be read without
+    Ansible: a plain path, or the role's default under the inventory."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.startswith(INVENTORY_DIR):
+        path = Path(inventory)
+        base = path if path.is_dir() else path.parent
+        text = str(base) + text[len(INVENTORY_DIR) :]
+    if "{{" in text or "{%" in text:
+        return None
+    return Path(text)
+
+
+def _fleet_hosts(
+    inventory: str, data: Mapping[str, Any], hostvars: Mapping[str, Mapping[str, Any]]
+) -> list[FleetHost]:
     names: list[str] = []
     for group in FLEET_GROUPS:
         names.extend(_group_hosts(data, group))
@@ -171,10 +244,15 @@ def is_due(not_before: datetime, not_after: datetime, now: datetime, fraction_le
 
 
 def assess(
-    host: str, files: Mapping[str, bytes], now: datetime, fraction_left: float, crl_days: int
+    host: str,
+    files: Mapping[str, bytes],
+    now: datetime,
+    fraction_left: float,
+    crl_days: int,
+    managed: Iterable[tuple[str, str]] = MANAGED_FILES,
 ) -> list[HeldCertificate]:
     held: list[HeldCertificate] = []
-    for role, path in MANAGED_FILES:
+    for role, path in managed:
         data = files.get(path)
         if data is None:
             continue
@@ -221,6 +299,40 @@ def assess(
             )
         )
     return held
+
+
+def assess_bundles(
+    bundle_dir: Path, names: Iterable[str], now: datetime, fraction_left: float
+) -> list[HostReport]:
+    """One report per unmanaged device: the certificate of its bundle on
+    this host (the key is never opened)."""
+    reports = []
+    for device in names:
+        path = bundle_dir / device / f"{device}.crt"
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            item = HeldCertificate(
+                device, BUNDLE_ROLE, str(path), None, None, None, None, True, "no bundle yet"
+            )
+        except OSError as exc:
+            item = HeldCertificate(
+                device,
+                BUNDLE_ROLE,
+                str(path),
+                None,
+                None,
+                None,
+                None,
+                True,
+                f"unreadable: {exc.strerror or exc}",
+            )
+        else:
+            [item] = assess(
+                device, {str(path): data}, now, fraction_left, 0, ((BUNDLE_ROLE, str(path)),)
+            )
+        reports.append(HostReport(device, True, None, (item,)))
+    return reports
 
 
 def read_over_ssh(host: FleetHost, timeout: float, known_hosts: Path | None = None) -> str:
