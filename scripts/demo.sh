@@ -59,20 +59,23 @@ up() {
   pisec_log "verifying from the host (playbooks/verify.yml)"
   "$venv/bin/ansible-playbook" -i inventory/demo playbooks/verify.yml -e pisec_verify_port="$port"
 
-  local ca="$state/ca/ca.crt" password_file="$state/credentials/pisec-demo"
+  local ca="$state/ca/ca.crt" writer="$state/credentials/pisec-demo" reader="$state/credentials/pisec-demo-reader"
   cat <<SUMMARY
 
 pisec demo: a TLS-only Mosquitto broker is running.
 
   CA certificate : $ca
   Broker         : 127.0.0.1:$port (TLS, from this host; container $broker:8883)
-  MQTT user      : pisec-demo (password in $password_file, mode 0600)
+  MQTT users     : pisec-demo-reader may only read pisec/demo/#, pisec-demo may read and write it
+                   (passwords in $state/credentials/, mode 0600)
 
 Subscribe (leave it running):
-  mosquitto_sub -h 127.0.0.1 -p $port --cafile $ca -u pisec-demo -P "\$(cat $password_file)" -t 'pisec/demo/#' -v
+  mosquitto_sub -h 127.0.0.1 -p $port --cafile $ca -u pisec-demo-reader -P "\$(cat $reader)" -t 'pisec/demo/#' -v
 
 Publish, from another terminal:
-  mosquitto_pub -h 127.0.0.1 -p $port --cafile $ca -u pisec-demo -P "\$(cat $password_file)" -t pisec/demo/hello -m 'hello over TLS'
+  mosquitto_pub -h 127.0.0.1 -p $port --cafile $ca -u pisec-demo -P "\$(cat $writer)" -t pisec/demo/hello -m 'hello over TLS'
+
+(One identity, one connection: a second connection as the same user replaces the first.)
 
 Inspect the broker certificate as the recipe does:
   openssl s_client -connect 127.0.0.1:$port -CAfile $ca -brief </dev/null
