@@ -75,6 +75,135 @@ def run_playbook(
     )
 
 
+# Values that would inject a line into a file on a host (or a word into a
+# command) if written verbatim. Each must stop the run in the preflight,
+# named with its host, before the CA directory exists.
+JOB = {"pisec_rotation_job_state": "present"}
+HOSTILE = [
+    # From the review (issue 14).
+    (
+        {
+            "pisec_mosquitto_tls_listeners": [
+                {"port": 8883, "bind_address": "127.0.0.1\nallow_anonymous true"}
+            ]
+        },
+        "preflight-broker: pisec_mosquitto_tls_listeners entry 1: bind_address must be",
+    ),
+    (
+        {"pisec_mosquitto_tls12_ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256\nallow_anonymous true"},
+        "'ECDHE-ECDSA-AES128-GCM-SHA256\\nallow_anonymous true' is not a TLS 1.2",
+    ),
+    (
+        {"pisec_mosquitto_tls13_ciphersuites": "TLS_AES_128_GCM_SHA256\nallow_anonymous true"},
+        "pisec_mosquitto_tls13_ciphersuites",
+    ),
+    (
+        {"pisec_mosquitto_tls_groups": ["X25519\nMinProtocol = TLSv1"]},
+        "pisec_mosquitto_tls_groups",
+    ),
+    (
+        {"pisec_wireguard_endpoint": "hub.example.org\n[Interface]\nPostUp = touch /tmp/x"},
+        "pisec_wireguard_endpoint must be the hub's DNS name or IPv4 address",
+    ),
+    (
+        {"pisec_wireguard_interface": "pisec0\n"},
+        "pisec_wireguard_interface must be an interface name",
+    ),
+    # pisec's own.
+    (
+        {"pisec_mosquitto_persistent_client_expiration": "14d\nallow_anonymous true"},
+        "pisec_mosquitto_persistent_client_expiration must be a duration",
+    ),
+    (
+        {"pisec_mosquitto_max_queued_messages": "0\nallow_anonymous true"},
+        "pisec_mosquitto_max_queued_messages",
+    ),
+    (
+        {"pisec_mosquitto_max_connections": True},
+        "pisec_mosquitto_max_connections must be a whole number",
+    ),
+    (
+        {
+            "pisec_mosquitto_transport": "vpn",
+            "pisec_mosquitto_vpn_address": "10.8.0.1\nlistener 1884",
+        },
+        "pisec_mosquitto_vpn_address must be an IPv4 address",
+    ),
+    ({"pisec_mosquitto_vpn_interface": 'wg0"; reboot'}, "pisec_mosquitto_vpn_interface"),
+    ({"pisec_mosquitto_tls12_ciphers": "ALL:eNULL"}, "'ALL' is not a TLS 1.2 cipher pisec accepts"),
+    ({"pisec_mosquitto_tls_groups": "X25519"}, "pisec_mosquitto_tls_groups must be a list"),
+    (
+        {"pisec_mosquitto_tls_listeners": [{"port": 8883, "bind_adress": "127.0.0.1"}]},
+        "pisec_mosquitto_tls_listeners.bind_adress",
+    ),
+    ({"pisec_wireguard_keepalive": "25\nPostUp = reboot"}, "pisec_wireguard_keepalive"),
+    ({"pisec_wireguard_port": "51820 # x"}, "pisec_wireguard_port"),
+    (
+        {**JOB, "pisec_rotation_job_project_dir": "/srv/pisec\nExecStartPre=/bin/sh"},
+        "localhost: pisec_rotation_job_project_dir must be an absolute path",
+    ),
+    (
+        {**JOB, "pisec_rotation_job_extra_args": ["--limit", "a b"]},
+        "pisec_rotation_job_extra_args entry 2",
+    ),
+    ({**JOB, "pisec_rotation_job_user": "root\nUser=nobody"}, "pisec_rotation_job_user"),
+    (
+        {**JOB, "pisec_rotation_job_on_calendar": "daily\nExecStart=/bin/sh"},
+        "pisec_rotation_job_on_calendar must be a systemd calendar expression",
+    ),
+    (
+        {**JOB, "pisec_rotation_job_vault_password_file": "/root/vault %h"},
+        "pisec_rotation_job_vault_password_file",
+    ),
+    (
+        {**JOB, "pisec_rotation_job_randomized_delay_sec": "60\nUser=x"},
+        "pisec_rotation_job_randomized_delay_sec",
+    ),
+    (
+        {"pisec_host_cert_reload_services": ["mosquitto; reboot"]},
+        "pisec_host_cert_reload_services entry 1",
+    ),
+    ({"pisec_host_cert_dir": "../tls"}, "pisec_host_cert_dir must be an absolute path"),
+    ({"pisec_host_cert_key_mode": 256}, "pisec_host_cert_key_mode"),
+    ({"pisec_mqtt_client_packages": ["mosquitto-clients\n"]}, "pisec_mqtt_client_packages entry 1"),
+    ({"pisec_mqtt_client_ca_path": "/etc/pisec/tls/pisec-ca.crt\n"}, "pisec_mqtt_client_ca_path"),
+    ({"pisec_ca_common_name": "pisec CA\u0000"}, "pisec_ca_common_name must be 1 to 64 printable"),
+]
+
+
+@pytest.mark.parametrize(("extra_vars", "named"), HOSTILE, ids=[named for _, named in HOSTILE])
+def test_hostile_value_stops_the_run_before_anything_changes(
+    tmp_path: Path, extra_vars: dict[str, object], named: str
+) -> None:
+    result = run_playbook(tmp_path, "site.yml", extra_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    # Named by pisec's allow-lists, or by Ansible's own type check of the
+    # role's argument spec, which runs first for values that are no number.
+    assert named in output, output
+    assert "Traceback" not in output, output
+    assert "PLAY [Run the fleet CA]" not in output
+    assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
+
+
+def test_a_hostile_host_name_stops_the_run(tmp_path: Path) -> None:
+    """A host name reaches file names and shell words on the hub; one that
+    is not a plain name stops the run before anything changes."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    hostile = "c1;touch${IFS}/tmp/pisec-injected;"
+    (inventory / "hosts.yml").write_text(
+        INVENTORY + f"        '{hostile}':\n          ansible_connection: community.docker.docker\n"
+    )
+    result = run_playbook(tmp_path, "site.yml", {}, fresh_inventory=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert f'"{hostile}": inventory_hostname must be a host name' in output, output
+    assert "Traceback" not in output, output
+    assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
+    assert not Path("/tmp/pisec-injected").exists()
+
+
 @pytest.mark.parametrize(
     ("extra_vars", "named"),
     [
@@ -136,7 +265,7 @@ def run_playbook(
         ({"pisec_mosquitto_tls_listeners": [{"port": 8883, "auth": "psk"}]}, "auth"),
         (
             {"pisec_host_cert_renew_fraction_left": 1.5},
-            "pisec_host_cert_renew_fraction_left between 0 and 1 (is 1.5)",
+            "pisec_host_cert_renew_fraction_left must be between 0 and 1 (is 1.5)",
         ),
         # A `$` would let a trailing line break through; fullmatch does not.
         (
@@ -149,7 +278,10 @@ def run_playbook(
             "pisec_mosquitto_extra_subject_alt_names: 'DNS:mqtt.example.org\\n'",
         ),
         ({"pisec_host_cert_purpose": "both"}, "pisec_host_cert_purpose"),
-        ({"pisec_ca_sign_not_before": "+10m"}, "pisec_ca_sign_not_before a time before now"),
+        (
+            {"pisec_ca_sign_not_before": "+10m"},
+            "pisec_ca_sign_not_before must be a time before now",
+        ),
         ({"pisec_mosquitto_probe_user": "probe user"}, "pisec_mosquitto_probe_user: 'probe user'"),
         (
             {"pisec_mosquitto_users": [{"name": "pisec-probe"}]},

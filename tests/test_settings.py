@@ -1,0 +1,488 @@
+"""Allow-lists for inventory values that reach a file or a command on a host.
+
+Two kinds of test: the defaults pass and named hostile values are refused;
+and a property test feeds generated strings (line breaks, quotes, `#`, NUL,
+`%`, unicode, and valid values with such characters spliced in) to every
+templated setting: either the check refuses the value, or the file the
+role's template renders with it has exactly the directives it has with a
+plain value, each with as many words, and no character that could start a
+comment, a quote, a specifier or an expansion.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+import yaml
+from ansible.errors import AnsibleFilterError
+from ansible.plugins.filter.core import combine, comment, to_bool, to_json, to_nice_json
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from plugins.filter.pisec_settings import SETTINGS, check_settings, check_value
+from plugins.filter.pisec_vpn import vpn_network
+from tests.conftest import PROJECT
+
+KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
+ROLES = PROJECT / "roles"
+
+
+def _defaults(role: str) -> dict[str, Any]:
+    loaded = yaml.safe_load((ROLES / role / "defaults/main.yml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def test_every_role_default_passes() -> None:
+    """The shipped defaults are inside their own allow-lists (templated
+    defaults such as `{{ inventory_dir }}` are resolved per host, and
+    checked in the preflight runs of test_preflight)."""
+    values = {
+        name: value
+        for role in ROLES.iterdir()
+        for name, value in _defaults(role.name).items()
+        if name in SETTINGS and not (isinstance(value, str) and "{{" in value)
+    }
+    assert len(values) > 50
+    check_settings(values, "defaults")
+
+
+def test_every_templated_setting_has_an_allow_list() -> None:
+    """A new setting a template writes cannot skip the preflight: each
+    pisec_* name in a template is checked here, derived (`__`), or one of
+    the few checked by the identity, ACL and address-plan filters."""
+    elsewhere = {
+        "pisec_mosquitto_users",  # pisec_check_identities, pisec_check_entry_acls
+        "pisec_mosquitto_probe_user",  # pisec_check_identities
+        "pisec_fleet_devices",  # pisec_resolve_devices
+        "pisec_ca_revoked_identities",  # names from the CA's own record
+        "pisec_wireguard_public_key",  # pisec_check_value on what a Pi reports
+        "pisec_vpn_network",  # filters
+        "pisec_check_value",
+    }
+    named = {
+        name
+        for template in ROLES.glob("*/templates/**/*.j2")
+        for expression in re.findall(r"\{\{.*?\}\}|\{%.*?%\}", template.read_text(), re.S)
+        for name in re.findall(r"\bpisec_[a-z0-9_]+", expression)
+        if "__" not in name
+    }
+    unchecked = sorted(named - set(SETTINGS) - elsewhere)
+    assert unchecked == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("pisec_mosquitto_tls_listeners", [{"port": 8883, "bind_address": "::1\n"}], "entry 1"),
+        ("pisec_mosquitto_tls_listeners", [], "at least one listener"),
+        ("pisec_mosquitto_vpn_address", "10.8.0.1 ", "IPv4 address"),
+        ("pisec_mosquitto_vpn_address", "010.8.0.1", "IPv4 address"),
+        ("pisec_mosquitto_tls12_ciphers", "ECDHE-RSA-AES128-SHA", "is not a TLS 1.2 cipher"),
+        (
+            "pisec_mosquitto_tls12_ciphers",
+            "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256",
+            "twice",
+        ),
+        ("pisec_mosquitto_tls13_ciphersuites", "", "is not a TLS 1.3 cipher suite"),
+        ("pisec_mosquitto_tls_groups", [], "at least one"),
+        ("pisec_mosquitto_max_packet_size", "20 ", "whole number"),
+        ("pisec_mosquitto_max_packet_size", 1.5, "whole number"),
+        ("pisec_mosquitto_max_connections", 0, "or -1"),
+        ("pisec_mosquitto_tcp_nodelay", "maybe", "true or false"),
+        ("pisec_wireguard_interface", "..", "interface name"),
+        ("pisec_wireguard_interface", "a" * 16, "interface name"),
+        ("pisec_wireguard_endpoint", "hub.example.org:51820", "no port"),
+        ("pisec_wireguard_hub", "hub\n", "host name"),
+        ("pisec_rotation_job_project_dir", "srv/pisec", "absolute path"),
+        ("pisec_rotation_job_project_dir", "/srv/pisec two", "absolute path"),
+        ("pisec_rotation_job_extra_args", "--check", "must be a list"),
+        ("pisec_rotation_job_on_calendar", "daily%n", "calendar"),
+        ("pisec_host_cert_renewal_jitter", "0.6", "0..0.5"),
+        ("pisec_host_cert_renew_fraction_left", "1", "between 0 and 1"),
+        ("pisec_ca_common_name", "", "printable"),
+        ("pisec_ca_common_name", "x" * 65, "printable"),
+        ("inventory_hostname", "-rf", "host name"),
+    ],
+)
+def test_hostile_values_are_refused_naming_host_and_variable(
+    variable: str, value: object, message: str
+) -> None:
+    with pytest.raises(AnsibleFilterError) as refused:
+        check_settings({variable: value}, "pi-7")
+    text = str(refused.value)
+    assert text.startswith(f"pi-7: {variable} "), text
+    assert message in text, text
+    assert text.endswith("Nothing was changed."), text
+    assert "\n" not in text
+
+
+def test_all_problems_are_named_at_once_and_values_normalised() -> None:
+    with pytest.raises(AnsibleFilterError) as refused:
+        check_settings(
+            {
+                "pisec_wireguard_port": "0",
+                "pisec_wireguard_keepalive": "x",
+                "pisec_wireguard_prefix": 24,
+            },
+            "hub",
+        )
+    assert "pisec_wireguard_port must be 1..65535" in str(refused.value)
+    assert "pisec_wireguard_keepalive must be a whole number" in str(refused.value)
+    checked = check_settings(
+        {
+            "pisec_wireguard_port": "51820",
+            "pisec_host_cert_key_size": "3072",
+            "pisec_mosquitto_tcp_nodelay": "yes",
+            "pisec_mosquitto_tls_listeners": [{"port": "8883"}],
+        },
+        "hub",
+    )
+    assert checked == {
+        "pisec_wireguard_port": 51820,
+        "pisec_host_cert_key_size": 3072,
+        "pisec_mosquitto_tcp_nodelay": True,
+        "pisec_mosquitto_tls_listeners": [{"port": 8883, "bind_address": "", "auth": "password"}],
+    }
+
+
+def test_a_hostile_host_name_is_shown_escaped() -> None:
+    with pytest.raises(AnsibleFilterError) as refused:
+        check_settings({"inventory_hostname": "a\nb"}, "a\nb")
+    assert str(refused.value).startswith('"a\\nb": inventory_hostname must be a host name')
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [KEY + "\n[Interface]\nPostUp = reboot", KEY[:-2] + "B=", "", KEY + " ", "x" * 44],
+)
+def test_what_a_pi_reports_as_its_wireguard_key_must_be_a_key(reported: str) -> None:
+    with pytest.raises(AnsibleFilterError, match="pi-7: the public key it reported must be"):
+        check_value(reported, "wireguard_key", "pi-7: the public key it reported")
+    assert check_value(KEY, "wireguard_key", "pi-7") == KEY
+
+
+# ---- The property: a value either is refused, or changes no file's shape ----
+
+SENTINEL = "pisecsentinel"
+# Characters that would start a comment, quote, specifier, expansion or
+# escape in one of the formats the templates write.
+METACHARACTERS = "\n\r\x00#%$\\\"';{}[]`"
+
+
+def _environment() -> jinja2.Environment:
+    # As Ansible's template module: trim_blocks on, undefined is an error.
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(ROLES)),
+        trim_blocks=True,
+        keep_trailing_newline=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+    )
+    environment.filters.update(
+        {
+            "comment": comment,
+            "bool": to_bool,
+            "combine": combine,
+            "to_json": to_json,
+            "to_nice_json": to_nice_json,
+            "pisec_vpn_network": vpn_network,
+            "pisec_check_value": check_value,
+        }
+    )
+    return environment
+
+
+ENVIRONMENT = _environment()
+MOSQUITTO = {
+    **{k: v for k, v in _defaults("pisec_mosquitto").items() if "{{" not in str(v)},
+    "ansible_managed": "Ansible managed",
+    "pisec_mosquitto_vpn_address": "10.8.0.1",
+    "pisec_mosquitto_vpn_interface": "pisec0",
+    "pisec_mosquitto__nofile": 4096,
+    "pisec_mosquitto__mqtt_ports": [1883],
+    "pisec_mosquitto__acl": [],
+    "pisec_mosquitto__users": [],
+    "pisec_fleet_devices": [],
+}
+WIREGUARD = {
+    **_defaults("pisec_wireguard"),
+    "ansible_managed": "Ansible managed",
+    "inventory_hostname": "spoke",
+    "pisec_wireguard_hub": "hub",
+    "pisec_wireguard__psk": True,
+    "pisec_wireguard__psk_dir": "/etc/wireguard/pisec0.psk.d",
+    "pisec_wireguard__plan": {"hub": "10.8.0.1", "spoke": "10.8.0.2"},
+    "pisec_wireguard__peers": ["hub"],
+    "hostvars": {
+        "hub": {
+            "pisec_wireguard_public_key": KEY,
+            "pisec_wireguard_endpoint": "",
+            "pisec_wireguard__psks": {"spoke": KEY},
+            "ansible_facts": {"default_ipv4": {"address": "192.0.2.1"}},
+        }
+    },
+}
+JOB = {
+    **{k: v for k, v in _defaults("pisec_rotation_job").items() if "{{" not in str(v)},
+    "ansible_managed": "Ansible managed",
+    "pisec_rotation_job_project_dir": "/srv/pisec",
+    "pisec_rotation_job_inventory": "/srv/pisec/inventory/fleet",
+    "pisec_rotation_job_ansible_playbook": "/srv/pisec/.venv/bin/ansible-playbook",
+    "pisec_rotation_job_vault_password_file": "/root/.pisec-vault",
+    "pisec_rotation_job_extra_args": ["--diff"],
+}
+CONF = "pisec_mosquitto/templates/etc/mosquitto/conf.d/pisec.conf.j2"
+OPENSSL = "pisec_mosquitto/templates/etc/mosquitto/pisec/openssl.cnf.j2"
+DROP_IN = "pisec_mosquitto/templates/etc/systemd/system/mosquitto.service.d/pisec.conf.j2"
+FIREWALL = "pisec_mosquitto/templates/etc/mosquitto/pisec/firewall.nft.j2"
+TUNNEL = "pisec_wireguard/templates/etc/wireguard/interface.conf.j2"
+SERVICE = "pisec_rotation_job/templates/etc/systemd/system/pisec-rotate.service.j2"
+TIMER = "pisec_rotation_job/templates/etc/systemd/system/pisec-rotate.timer.j2"
+
+
+def _render(template: str, context: dict[str, Any]) -> str:
+    return ENVIRONMENT.get_template(template).render(context)
+
+
+def _shape(text: str) -> list[tuple[str, int]]:
+    """Each directive line as (its key, its number of words); comments out."""
+    shape = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = (
+            line.partition("=") if re.match(r"[A-Za-z]\w*\s*=", line) else (line.partition(" "))
+        )
+        shape.append((key.strip(), len(value.split())))
+    return shape
+
+
+# (template, extra context, setting, a valid value, how a value enters the
+# context). A setting may reach several files.
+def _set(name: str) -> Callable[[Any], dict[str, Any]]:
+    return lambda value: {name: value}
+
+
+def _listener(value: Any) -> dict[str, Any]:
+    return {
+        "pisec_mosquitto_tls_listeners": [{"port": 8883, "bind_address": value, "auth": "mtls"}]
+    }
+
+
+def _endpoint(value: Any) -> dict[str, Any]:
+    hub = {**WIREGUARD["hostvars"]["hub"], "pisec_wireguard_endpoint": value}
+    return {"hostvars": {"hub": hub}}
+
+
+VPN = {"pisec_mosquitto_transport": "vpn"}
+CASES: list[tuple[str, dict[str, Any], str, Any, Callable[[Any], dict[str, Any]]]] = [
+    (CONF, {}, "pisec_mosquitto_tls_listeners", "127.0.0.1", _listener),
+    (
+        CONF,
+        {},
+        "pisec_mosquitto_tls12_ciphers",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        _set("pisec_mosquitto_tls12_ciphers"),
+    ),
+    (
+        OPENSSL,
+        {},
+        "pisec_mosquitto_tls12_ciphers",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        _set("pisec_mosquitto_tls12_ciphers"),
+    ),
+    (
+        CONF,
+        {},
+        "pisec_mosquitto_tls13_ciphersuites",
+        "TLS_AES_128_GCM_SHA256",
+        _set("pisec_mosquitto_tls13_ciphersuites"),
+    ),
+    (
+        OPENSSL,
+        {},
+        "pisec_mosquitto_tls13_ciphersuites",
+        "TLS_AES_128_GCM_SHA256",
+        _set("pisec_mosquitto_tls13_ciphersuites"),
+    ),
+    (OPENSSL, {}, "pisec_mosquitto_tls_groups", ["X25519"], _set("pisec_mosquitto_tls_groups")),
+    (
+        CONF,
+        {},
+        "pisec_mosquitto_persistent_client_expiration",
+        "14d",
+        _set("pisec_mosquitto_persistent_client_expiration"),
+    ),
+    (
+        CONF,
+        {},
+        "pisec_mosquitto_max_queued_messages",
+        "1000",
+        _set("pisec_mosquitto_max_queued_messages"),
+    ),
+    (
+        CONF,
+        {},
+        "pisec_mosquitto_max_queued_bytes",
+        "1000",
+        _set("pisec_mosquitto_max_queued_bytes"),
+    ),
+    (CONF, {}, "pisec_mosquitto_max_packet_size", "1000", _set("pisec_mosquitto_max_packet_size")),
+    (CONF, {}, "pisec_mosquitto_max_connections", "1000", _set("pisec_mosquitto_max_connections")),
+    (CONF, {}, "pisec_mosquitto_plaintext_port", "1883", _set("pisec_mosquitto_plaintext_port")),
+    (CONF, VPN, "pisec_mosquitto_vpn_address", "10.8.0.1", _set("pisec_mosquitto_vpn_address")),
+    (CONF, VPN, "pisec_mosquitto_vpn_port", "1883", _set("pisec_mosquitto_vpn_port")),
+    (
+        DROP_IN,
+        VPN,
+        "pisec_mosquitto_vpn_interface",
+        "pisec0",
+        _set("pisec_mosquitto_vpn_interface"),
+    ),
+    (
+        FIREWALL,
+        VPN,
+        "pisec_mosquitto_vpn_interface",
+        "pisec0",
+        _set("pisec_mosquitto_vpn_interface"),
+    ),
+    (TUNNEL, {}, "pisec_wireguard_endpoint", "hub.example.org", _endpoint),
+    (TUNNEL, {}, "pisec_wireguard_port", "51820", _set("pisec_wireguard_port")),
+    (TUNNEL, {}, "pisec_wireguard_keepalive", "25", _set("pisec_wireguard_keepalive")),
+    (TUNNEL, {}, "pisec_wireguard_prefix", "24", _set("pisec_wireguard_prefix")),
+    (TUNNEL, {}, "pisec_wireguard_interface", "pisec0", _set("pisec_wireguard_interface")),
+    (
+        SERVICE,
+        {},
+        "pisec_rotation_job_project_dir",
+        "/srv/pisec",
+        _set("pisec_rotation_job_project_dir"),
+    ),
+    (SERVICE, {}, "pisec_rotation_job_inventory", "/srv/inv", _set("pisec_rotation_job_inventory")),
+    (
+        SERVICE,
+        {},
+        "pisec_rotation_job_ansible_playbook",
+        "/usr/bin/ansible-playbook",
+        _set("pisec_rotation_job_ansible_playbook"),
+    ),
+    (
+        SERVICE,
+        {},
+        "pisec_rotation_job_vault_password_file",
+        "/root/vault",
+        _set("pisec_rotation_job_vault_password_file"),
+    ),
+    (SERVICE, {}, "pisec_rotation_job_user", "root", _set("pisec_rotation_job_user")),
+    (
+        SERVICE,
+        {},
+        "pisec_rotation_job_extra_args",
+        ["--diff"],
+        _set("pisec_rotation_job_extra_args"),
+    ),
+    (TIMER, {}, "pisec_rotation_job_on_calendar", "daily", _set("pisec_rotation_job_on_calendar")),
+    (
+        TIMER,
+        {},
+        "pisec_rotation_job_randomized_delay_sec",
+        "3600",
+        _set("pisec_rotation_job_randomized_delay_sec"),
+    ),
+]
+# Settings whose directive takes the rest of the line, spaces included.
+REST_OF_LINE = {"pisec_rotation_job_on_calendar"}
+CONTEXTS = {
+    CONF: MOSQUITTO,
+    OPENSSL: MOSQUITTO,
+    DROP_IN: MOSQUITTO,
+    FIREWALL: MOSQUITTO,
+    TUNNEL: WIREGUARD,
+    SERVICE: JOB,
+    TIMER: JOB,
+}
+
+HOSTILE_TEXT = st.text(
+    alphabet=st.one_of(
+        st.sampled_from([*METACHARACTERS, " ", "\t", ":", "-", ".", "/", "\u2028", "\x85"]),
+        st.characters(codec="utf-8"),
+    ),
+    max_size=24,
+)
+
+
+def _spliced(valid: str) -> st.SearchStrategy[str]:
+    """The valid value with hostile text put in at some place."""
+    return st.builds(
+        lambda at, text: valid[: at % (len(valid) + 1)] + text + valid[at % (len(valid) + 1) :],
+        st.integers(min_value=0, max_value=64),
+        HOSTILE_TEXT,
+    )
+
+
+def _values(valid: Any) -> st.SearchStrategy[Any]:
+    if isinstance(valid, list):
+        return st.lists(
+            st.one_of(_spliced(valid[0]), HOSTILE_TEXT, st.just(valid[0])), min_size=1, max_size=3
+        )
+    return st.one_of(_spliced(valid), HOSTILE_TEXT, st.just(valid))
+
+
+def _plain(value: Any, checked: Any) -> Any:
+    """What the value is compared with: a plain word in its place (one per
+    list entry), the number it stands for, or itself when empty."""
+    if isinstance(value, list):
+        return [SENTINEL] * len(value)
+    if isinstance(checked, int) or value == "":
+        return checked if value != "" else value
+    return SENTINEL
+
+
+@pytest.mark.parametrize(
+    ("template", "extra", "setting", "valid", "into"),
+    CASES,
+    ids=[f"{case[2]}-{Path(case[0]).name}" for case in CASES],
+)
+def test_a_value_is_refused_or_leaves_the_file_its_shape(
+    template: str,
+    extra: dict[str, Any],
+    setting: str,
+    valid: Any,
+    into: Callable[[Any], dict[str, Any]],
+) -> None:
+    context = {**CONTEXTS[template], **extra}
+    accepted: list[Any] = []
+
+    # A trailing line break is what a `$` instead of fullmatch lets through.
+    trailing = [valid[0] + "\n"] if isinstance(valid, list) else valid + "\n"
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @example(trailing)
+    @given(_values(valid))
+    def check(value: Any) -> None:
+        given_value = into(value).get(setting, value)
+        try:
+            checked = check_settings({setting: given_value}, "h")[setting]
+        except AnsibleFilterError:
+            return
+        if setting == "pisec_mosquitto_tls_listeners":
+            checked = checked[0]["bind_address"]
+        accepted.append(value)
+        rendered = _render(template, {**context, **into(value)})
+        reference = _render(template, {**context, **into(_plain(value, checked))})
+        if setting not in REST_OF_LINE:
+            assert _shape(rendered) == _shape(reference)
+        else:
+            assert [key for key, _ in _shape(rendered)] == [key for key, _ in _shape(reference)]
+        for character in METACHARACTERS:
+            assert rendered.count(character) == reference.count(character), repr(character)
+
+    check()
+    assert accepted, "no generated value passed: the property tested nothing"
