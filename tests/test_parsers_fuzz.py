@@ -10,6 +10,7 @@ import base64
 import io
 import json
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pisec.certfile import load_crl, load_items, load_private_key
+from pisec.certfile import MAX_FILE_BYTES, load_crl, load_items, load_private_key
 from pisec.cli import main
 from pisec.errors import PisecError
 from pisec.inspect import Style, describe, render_text
@@ -236,3 +237,58 @@ def test_certificate_with_an_invalid_version(
         why = "PEM block 1 (CERTIFICATE) is damaged: 1 is not a valid X509 version"
     assert main(["inspect", str(path)]) == 2
     assert capsys.readouterr().err == f"pisec: error: {path}: {why}\n"
+
+
+def _scan_seconds(tmp_path: Path, content: bytes) -> float:
+    path = tmp_path / "big.pem"
+    path.write_bytes(content)
+    started = time.perf_counter()
+    with pytest.raises(PisecError):
+        load_items(path)
+    return time.perf_counter() - started
+
+
+@pytest.mark.parametrize(
+    "unit",
+    [
+        b"-----BEGIN CERTIFICATE-----\n",
+        b"-----BEGIN CERTIFICATE-----\n" + b"A" * 64 + b"\n",
+        b"-----END CERTIFICATE-----\n-----BEGIN X509 CRL-----\n",
+        # Scanned to the end: empty blocks of a label pisec then refuses,
+        # and one BEGIN whose END never comes.
+        b"-----BEGIN JUNK-----\n-----END JUNK-----\n",
+        b"A" * 63 + b"\n",
+    ],
+    ids=["begin-lines", "begins-with-bodies", "end-then-begin", "empty-blocks", "no-end"],
+)
+def test_the_pem_scan_is_linear_up_to_the_size_cap(tmp_path: Path, unit: bytes) -> None:
+    """A file of repeated BEGIN lines (what a hostile broker could serve to
+    verify.yml) is refused in about the time it takes to read: 16 MiB, the
+    cap, within 2 s here, and twice the bytes cost about twice the time.
+    (The lazy BEGIN...END pattern this replaced took 6 s for 200 KB.)"""
+    begin = b"-----BEGIN CERTIFICATE-----\n" if unit.startswith(b"A") else b""
+    full = begin + unit * ((MAX_FILE_BYTES - len(begin)) // len(unit))
+    assert len(full) <= MAX_FILE_BYTES
+    whole = _scan_seconds(tmp_path, full)
+    half = _scan_seconds(
+        tmp_path, begin + full[len(begin) :][: len(full) // 2 // len(unit) * len(unit)]
+    )
+    assert whole < 2.0, f"16 MiB took {whole:.2f} s"
+    # Linear: doubling the input at most triples the time (noise allowed);
+    # quadratic would quadruple it.
+    assert whole < 3 * half + 0.25, f"{half:.3f} s for half, {whole:.3f} s for all"
+
+
+def test_a_bundle_up_to_the_size_cap_is_read_whole(tmp_path: Path) -> None:
+    """The largest file pisec reads, all of it real certificates with text
+    between them: every one is read, in order, in a few seconds."""
+    pair = PEM + b"between blocks\n" + LEAF_PEM
+    path = tmp_path / "bundle.pem"
+    path.write_bytes(pair * (MAX_FILE_BYTES // len(pair)))
+    started = time.perf_counter()
+    items = load_items(path)
+    seconds = time.perf_counter() - started
+    assert len(items) == 2 * (MAX_FILE_BYTES // len(pair))
+    assert [item.index for item in items[:3]] == [1, 2, 3]
+    assert items[1].value == _LEAF.certificate
+    assert seconds < 10, f"{len(items)} certificates took {seconds:.1f} s"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,10 +28,11 @@ from pisec.errors import PisecError
 
 Kind = Literal["certificate", "csr"]
 
-_PEM_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END ([A-Z0-9 ]+)-----", re.DOTALL
-)
-_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----")
+# BEGIN and END lines, found in one pass: the label is bounded, so a file
+# of nothing but BEGIN lines costs the same per byte as a valid one (a
+# lazy BEGIN...END pattern rescans to the end of the file for each BEGIN).
+_PEM_MARKER = re.compile(rb"-----(BEGIN|END) ([A-Z0-9 ]{1,64})-----")
+_PEM_BEGIN = re.compile(rb"-----BEGIN ([A-Z0-9 ]{1,64})-----")
 _TRUSTED_LABEL = "TRUSTED CERTIFICATE"
 _CERTIFICATE_LABELS = {"CERTIFICATE", "X509 CERTIFICATE", _TRUSTED_LABEL}
 _CSR_LABELS = {"CERTIFICATE REQUEST", "NEW CERTIFICATE REQUEST"}
@@ -84,33 +86,75 @@ def _label_problem(label: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class PemBlock:
+    """One BEGIN ... END block: its label, its bytes with both lines, its body."""
+
+    label: str
+    text: bytes
+    body: bytes
+
+
+def pem_blocks(data: bytes) -> Iterator[PemBlock]:
+    """Every PEM block in `data`, in order, in time linear in its size; a
+    generator, so a reader that refuses the first block stops there.
+
+    Raises ValueError for a BEGIN without its END (before the next BEGIN or
+    the end of the data), for an END that closes another label, and for a
+    BEGIN line that does not end the line. Text between blocks is ignored,
+    as openssl ignores it.
+    """
+    count = 0
+    begin: re.Match[bytes] | None = None
+    for marker in _PEM_MARKER.finditer(data):
+        kind, label = marker.group(1), marker.group(2).decode()
+        if kind == b"BEGIN":
+            if begin is not None:
+                raise ValueError("truncated PEM: a BEGIN line has no matching END line")
+            if not data.startswith((b"\n", b"\r\n"), marker.end()):
+                raise ValueError(
+                    f"PEM block {count + 1}: BEGIN {label} does not end its line"
+                )
+            begin = marker
+        elif begin is not None:
+            opened = begin.group(2).decode()
+            if label != opened:
+                raise ValueError(f"PEM block {count + 1}: BEGIN {opened} is closed by END {label}")
+            count += 1
+            yield PemBlock(
+                opened, data[begin.start() : marker.end()], data[begin.end() : marker.start()]
+            )
+            begin = None
+    if begin is not None:
+        raise ValueError("truncated PEM: a BEGIN line has no matching END line")
+
+
 def _load_pem(path: Path, data: bytes) -> list[Item]:
     items: list[Item] = []
-    matched_ends = 0
-    for number, block in enumerate(_PEM_BLOCK.finditer(data), start=1):
-        begin, end = block.group(1).decode(), block.group(3).decode()
-        if begin != end:
-            raise PisecError(str(path), f"PEM block {number}: BEGIN {begin} is closed by END {end}")
-        matched_ends += 1
-        problem = _label_problem(begin)
+    blocks = enumerate(pem_blocks(data), start=1)
+    while True:
+        try:
+            number, block = next(blocks)
+        except StopIteration:
+            break
+        except ValueError as exc:
+            raise PisecError(str(path), str(exc)) from None
+        problem = _label_problem(block.label)
         if problem is not None:
             raise PisecError(str(path), problem)
         try:
             value: x509.Certificate | x509.CertificateSigningRequest
-            if begin == _TRUSTED_LABEL:
-                value = x509.load_der_x509_certificate(_without_trust(block.group(2)))
-            elif begin in _CERTIFICATE_LABELS:
-                value = x509.load_pem_x509_certificate(block.group(0))
+            if block.label == _TRUSTED_LABEL:
+                value = x509.load_der_x509_certificate(_without_trust(block.body))
+            elif block.label in _CERTIFICATE_LABELS:
+                value = x509.load_pem_x509_certificate(block.text)
             else:
-                value = x509.load_pem_x509_csr(block.group(0))
+                value = x509.load_pem_x509_csr(block.text)
         except _PARSE_ERRORS as exc:
             raise PisecError(
-                str(path), f"PEM block {number} ({begin}) is damaged: {_short(exc)}"
+                str(path), f"PEM block {number} ({block.label}) is damaged: {_short(exc)}"
             ) from None
         items.append(Item(str(path), number, "PEM", value))
-    begins = len(_PEM_BEGIN.findall(data))
-    if begins > matched_ends:
-        raise PisecError(str(path), "truncated PEM: a BEGIN line has no matching END line")
     if not items:
         raise PisecError(str(path), "no certificate or CSR in the PEM data")
     return items

@@ -13,7 +13,6 @@ pisec_ca_crl_renew_before_days left, as the CA renews it.
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import shutil
 import subprocess
@@ -27,10 +26,9 @@ from typing import Any
 
 from cryptography import x509
 
+from pisec.certfile import pem_blocks
 from pisec.errors import PisecError
 from pisec.inspect import serial_hex
-
-_CRL_BLOCK = re.compile(rb"-----BEGIN X509 CRL-----.+?-----END X509 CRL-----\s*", re.DOTALL)
 
 # What pisec manages on a host, by role. Public files only.
 MANAGED_FILES = (
@@ -259,7 +257,8 @@ def assess(
         try:
             if role.endswith("CRL"):
                 # During a CA rollover the file holds one CRL per trusted CA.
-                for block in _CRL_BLOCK.findall(data) or [data]:
+                blocks = [block.text for block in pem_blocks(data) if block.label == "X509 CRL"]
+                for block in blocks or [data]:
                     crl = x509.load_pem_x509_crl(block)
                     next_update = crl.next_update_utc
                     days = None if next_update is None else (next_update - now).days
