@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,6 +106,55 @@ def test_human_output_is_a_table(
     assert code == 0
     assert "PASS  mqtt round trip" in out
     assert f"serial              {serial_hex(broker.server.certificate.serial_number)}" in out
+
+
+def test_password_on_standard_input_only(broker: Broker) -> None:
+    """`--password-file -` (what verify.yml uses): the password reaches the
+    probe through a pipe, with nothing in its argv or environment."""
+    environment = {key: value for key, value in os.environ.items() if key != PASSWORD_ENV}
+    argv = [
+        sys.executable,
+        "-c",
+        "import sys; from pisec.cli import main; sys.exit(main())",
+        "probe",
+        broker.url,
+        "--ca",
+        str(broker.ca_file),
+        "--username",
+        broker.username,
+        "--password-file",
+        "-",
+        "--json",
+    ]
+    assert not any(broker.password in word for word in argv)
+    assert not any(broker.password in value for value in environment.values())
+    done = subprocess.run(
+        argv,
+        input=broker.password + "\n",
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["ok"] is True
+    wrong = subprocess.run(
+        argv,
+        input="not the password\n",
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode == 1
+    assert "bad credentials" in wrong.stdout
+    empty = subprocess.run(
+        argv, input="", env=environment, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert empty.returncode == 2
+    assert empty.stderr == "pisec: error: standard input: password file is empty\n"
 
 
 def test_absent_broker_is_an_input_error(

@@ -37,6 +37,7 @@ from pisec.probe import (
     ProbeTarget,
     probe,
     read_password_file,
+    read_password_stream,
 )
 from pisec.verify import VerifyOptions, VerifyResult, parse_time, verify
 
@@ -140,7 +141,8 @@ def _build_parser() -> argparse.ArgumentParser:
     probe_parser.add_argument(
         "--password-file",
         type=Path,
-        help=f"file whose first line is the password (or set {PASSWORD_ENV})",
+        help=f"file whose first line is the password; - reads it from standard input "
+        f"(or set {PASSWORD_ENV})",
     )
     probe_parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")
     probe_parser.add_argument(
@@ -319,6 +321,8 @@ def _render_fleet(reports: list[HostReport], only_due: bool, out: TextIO) -> Non
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
+    if args.password_file == Path("-"):
+        return read_password_stream(sys.stdin, "standard input")
     if args.password_file is not None:
         return read_password_file(args.password_file)
     return os.environ.get(PASSWORD_ENV)

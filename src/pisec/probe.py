@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -105,8 +106,22 @@ def read_password_file(path: Path) -> str:
         raise PisecError(str(path), f"cannot read password file: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise PisecError(str(path), "password file is not UTF-8 text") from None
+    return _first_line(lines, str(path))
+
+
+def read_password_stream(stream: TextIO, name: str) -> str:
+    """The password from a pipe (`--password-file -`): its first line. A
+    pipe is seen by no other process, unlike argv or the environment."""
+    try:
+        line = stream.readline(65536)
+    except UnicodeDecodeError:
+        raise PisecError(name, "password is not UTF-8 text") from None
+    return _first_line(line.splitlines(), name)
+
+
+def _first_line(lines: list[str], name: str) -> str:
     if not lines or not lines[0]:
-        raise PisecError(str(path), "password file is empty")
+        raise PisecError(name, "password file is empty")
     return lines[0]
 
 
