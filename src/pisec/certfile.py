@@ -112,9 +112,7 @@ def pem_blocks(data: bytes) -> Iterator[PemBlock]:
             if begin is not None:
                 raise ValueError("truncated PEM: a BEGIN line has no matching END line")
             if not data.startswith((b"\n", b"\r\n"), marker.end()):
-                raise ValueError(
-                    f"PEM block {count + 1}: BEGIN {label} does not end its line"
-                )
+                raise ValueError(f"PEM block {count + 1}: BEGIN {label} does not end its line")
             begin = marker
         elif begin is not None:
             opened = begin.group(2).decode()
