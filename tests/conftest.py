@@ -302,9 +302,13 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     password = "correct horse battery staple"
     hashed = passwd.Pbkdf2Hash.new(password, 1000).render()
     (workdir / "passwd").write_text(f"probe-user:{hashed}\n")
-    # What pisec deploys: a private probe tree per identity, and a client's
-    # id replaced by its identity on every listener.
-    (workdir / "acl").write_text("pattern readwrite pisec/probe/%u/#\n")
+    # What pisec deploys: a private probe tree per identity, the probe
+    # identity's read of the dropped-messages counter, and a client's id
+    # replaced by its identity on every listener.
+    (workdir / "acl").write_text(
+        "pattern readwrite pisec/probe/%u/#\n"
+        "user probe-user\ntopic read $SYS/broker/publish/messages/dropped\n"
+    )
     port = free_port()
     mtls_port = free_port()
     (workdir / "mosquitto.conf").write_text(

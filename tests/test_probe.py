@@ -61,6 +61,9 @@ def test_round_trip_over_tls(
     assert result["server_serial"] == serial_hex(broker.server.certificate.serial_number)
     assert result["server_subject"] == "CN=localhost"
     assert isinstance(result["round_trip_ms"], float) and result["round_trip_ms"] > 0
+    # The broker's count of messages dropped from full queues, which the
+    # probe identity may read.
+    assert result["dropped_messages"] == 0
     assert isinstance(result["server_days_left"], int) and 8 <= result["server_days_left"] <= 10
     checks = result["checks"]
     assert isinstance(checks, list)
@@ -105,6 +108,7 @@ def test_human_output_is_a_table(
     out = capsys.readouterr().out
     assert code == 0
     assert "PASS  mqtt round trip" in out
+    assert "dropped messages    0 since the broker started (queues full)" in out
     assert f"serial              {serial_hex(broker.server.certificate.serial_number)}" in out
 
 

@@ -16,26 +16,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
-import yaml
 from ansible.errors import AnsibleFilterError
-from ansible.plugins.filter.core import combine, comment, to_bool, to_json, to_nice_json
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from plugins.filter.pisec_settings import SETTINGS, check_settings, check_value
-from plugins.filter.pisec_vpn import vpn_network
 from tests.conftest import PROJECT
+from tests.templating import render, role_defaults
 
 KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 ROLES = PROJECT / "roles"
 
 
 def _defaults(role: str) -> dict[str, Any]:
-    loaded = yaml.safe_load((ROLES / role / "defaults/main.yml").read_text())
-    assert isinstance(loaded, dict)
-    return loaded
+    return role_defaults(role)
 
 
 def test_every_role_default_passes() -> None:
@@ -175,30 +170,6 @@ SENTINEL = "pisecsentinel"
 METACHARACTERS = "\n\r\x00#%$\\\"';{}[]`"
 
 
-def _environment() -> jinja2.Environment:
-    # As Ansible's template module: trim_blocks on, undefined is an error.
-    environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(ROLES)),
-        trim_blocks=True,
-        keep_trailing_newline=True,
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-    )
-    environment.filters.update(
-        {
-            "comment": comment,
-            "bool": to_bool,
-            "combine": combine,
-            "to_json": to_json,
-            "to_nice_json": to_nice_json,
-            "pisec_vpn_network": vpn_network,
-            "pisec_check_value": check_value,
-        }
-    )
-    return environment
-
-
-ENVIRONMENT = _environment()
 MOSQUITTO = {
     **{k: v for k, v in _defaults("pisec_mosquitto").items() if "{{" not in str(v)},
     "ansible_managed": "Ansible managed",
@@ -247,7 +218,7 @@ TIMER = "pisec_rotation_job/templates/etc/systemd/system/pisec-rotate.timer.j2"
 
 
 def _render(template: str, context: dict[str, Any]) -> str:
-    return ENVIRONMENT.get_template(template).render(context)
+    return render(template, context)
 
 
 def _shape(text: str) -> list[tuple[str, int]]:

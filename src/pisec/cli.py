@@ -364,6 +364,12 @@ def _render_probe(result: ProbeResult, out: TextIO) -> None:
         ("serial", result.server_serial),
         ("days left", None if result.server_days_left is None else str(result.server_days_left)),
         ("round trip", None if result.round_trip_ms is None else f"{result.round_trip_ms:.1f} ms"),
+        (
+            "dropped messages",
+            None
+            if result.dropped_messages is None
+            else f"{result.dropped_messages} since the broker started (queues full)",
+        ),
     ]
     width = max(len(name) for name, _ in facts)
     for name, value in facts:

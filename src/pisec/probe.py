@@ -89,6 +89,10 @@ class ProbeResult:
     server_subject: str | None = None
     server_days_left: int | None = None
     round_trip_ms: float | None = None
+    # $SYS/broker/publish/messages/dropped: QoS 1/2 messages the broker
+    # dropped since it started because a client's queue was full. None when
+    # the broker does not let this identity read it.
+    dropped_messages: int | None = None
     checks: tuple[Check, ...] = field(default_factory=tuple)
 
     @property
@@ -333,8 +337,21 @@ def _identity(options: ProbeOptions) -> str:
     return "anonymous"
 
 
-def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float | None, Check]:
-    """CONNECT, SUBSCRIBE to a fresh topic, PUBLISH to it, wait for the message."""
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+# mosquitto publishes $SYS retained: the value comes on SUBSCRIBE.
+_DROPPED_WAIT = 2.0
+
+
+def _dropped(payload: bytes) -> int | None:
+    text = payload.decode("ascii", "replace")
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 19 else None
+
+
+def _round_trip(
+    options: ProbeOptions, context: ssl.SSLContext
+) -> tuple[float | None, Check, int | None]:
+    """CONNECT, SUBSCRIBE to a fresh topic, PUBLISH to it, wait for the
+    message; then read the broker's count of dropped messages."""
     client_id = f"pisec-probe-{uuid.uuid4().hex[:12]}"
     # Under the identity: pisec's default ACL pattern `pisec/probe/%u/#`
     # gives every identity exactly this tree, which no other can read or
@@ -346,6 +363,8 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
     published = threading.Event()  # PUBACK received, whatever its reason code
     finished = threading.Event()  # the message came back, or the PUBLISH was refused
     received = threading.Event()
+    dropped_read = threading.Event()
+    dropped: list[int | None] = []
     failure: list[str] = []
     version = options.mqtt_version
     # MQTT 5 (the default) has reason codes that tell bad credentials from
@@ -369,6 +388,10 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
         _c: mqtt.Client, _u: object, _m: object, reasons: list[ReasonCode], _p: object
     ) -> None:
         refused = [reason for reason in reasons if reason.is_failure]
+        if finished.is_set():  # the SUBACK for the dropped-messages counter
+            if refused:
+                dropped_read.set()
+            return
         if refused:
             failure.append(_refusal("SUBSCRIBE", refused[0], topic, version))
         subscribed.set()
@@ -380,7 +403,10 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
         published.set()
 
     def on_message(_c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        if message.topic == topic and message.payload == payload:
+        if message.topic == DROPPED_TOPIC:
+            dropped.append(_dropped(bytes(message.payload)))
+            dropped_read.set()
+        elif message.topic == topic and message.payload == payload:
             received.set()
             finished.set()
 
@@ -395,31 +421,40 @@ def _round_trip(options: ProbeOptions, context: ssl.SSLContext) -> tuple[float |
         else:
             client.connect(options.target.host, options.target.port, keepalive=30)
     except (OSError, ssl.SSLError) as exc:
-        return None, Check("mqtt round trip", False, explain_tls_error(exc, options.target))
+        return None, Check("mqtt round trip", False, explain_tls_error(exc, options.target)), None
     client.loop_start()
     try:
         if not connected.wait(max(0.0, deadline - time.monotonic())):
-            return None, Check("mqtt round trip", False, "timeout: no CONNACK from the broker")
+            return (
+                None,
+                Check("mqtt round trip", False, "timeout: no CONNACK from the broker"),
+                None,
+            )
         if failure:
-            return None, Check("mqtt round trip", False, failure[0])
+            return None, Check("mqtt round trip", False, failure[0]), None
         if not subscribed.wait(max(0.0, deadline - time.monotonic())):
-            return None, Check("mqtt round trip", False, "timeout: no SUBACK from the broker")
+            return None, Check("mqtt round trip", False, "timeout: no SUBACK from the broker"), None
         if failure:
-            return None, Check("mqtt round trip", False, failure[0])
+            return None, Check("mqtt round trip", False, failure[0]), None
         started = time.perf_counter()
         client.publish(topic, payload, qos=1)
         finished.wait(max(0.0, deadline - time.monotonic()))
         if failure:
-            return None, Check("mqtt round trip", False, failure[0])
+            return None, Check("mqtt round trip", False, failure[0]), None
         if not received.is_set():
-            return None, Check(
-                "mqtt round trip", False, _lost_message(published.is_set(), topic, options)
+            return (
+                None,
+                Check("mqtt round trip", False, _lost_message(published.is_set(), topic, options)),
+                None,
             )
         latency_ms = (time.perf_counter() - started) * 1000
+        client.subscribe(DROPPED_TOPIC, qos=0)
+        dropped_read.wait(min(_DROPPED_WAIT, max(0.0, deadline - time.monotonic())))
     finally:
         client.disconnect()
         client.loop_stop()
-    return latency_ms, Check("mqtt round trip", True, f"{latency_ms:.1f} ms on {topic}")
+    check = Check("mqtt round trip", True, f"{latency_ms:.1f} ms on {topic}")
+    return latency_ms, check, (dropped[0] if dropped else None)
 
 
 def probe(options: ProbeOptions) -> ProbeResult:
@@ -427,7 +462,7 @@ def probe(options: ProbeOptions) -> ProbeResult:
     facts, checks = _handshake(options, context)
     if not all(check.ok for check in checks):
         return ProbeResult(facts.target, checks=tuple(checks))
-    latency_ms, round_trip = _round_trip(options, context)
+    latency_ms, round_trip, dropped = _round_trip(options, context)
     checks.append(round_trip)
     return ProbeResult(
         facts.target,
@@ -438,5 +473,6 @@ def probe(options: ProbeOptions) -> ProbeResult:
         server_subject=facts.server_subject,
         server_days_left=facts.server_days_left,
         round_trip_ms=latency_ms,
+        dropped_messages=dropped,
         checks=tuple(checks),
     )
