@@ -63,3 +63,19 @@ def test_common_names_pisec_issues(name: str) -> None:
 def test_bad_common_names_name_the_variable(name: object) -> None:
     with pytest.raises(AnsibleFilterError, match=r"^pisec_host_cert_common_name: "):
         check_common_name(name, "pisec_host_cert_common_name")
+
+
+def test_a_host_gets_no_wildcard_and_no_name_the_inventory_gives_another() -> None:
+    """A compromised broker reporting `*.fleet.example` as its fqdn (which
+    would cover every other broker), another broker's extra SAN and the
+    VPN endpoint name: all left out. The inventory's own extra SANs for
+    this host, wildcards included, stay: the operator chose them."""
+    sans = san_list(
+        ["broker-a", "*.fleet.example", "mqtt-b.example.org", "hub.example.org"],
+        [],
+        ["DNS:*.a.example.org"],
+        "pisec_mosquitto_extra_subject_alt_names",
+        reserved=["broker-b", "DNS:mqtt-b.example.org", "hub.example.org", "IP:10.0.0.6"],
+    )
+    assert sans == ["DNS:broker-a", "DNS:*.a.example.org"]
+    assert san_list(["broker-a"], ["10.0.0.6"], reserved=["IP:10.0.0.6"]) == ["DNS:broker-a"]

@@ -103,6 +103,23 @@ def test_every_templated_setting_has_an_allow_list() -> None:
         ("pisec_ca_common_name", "", "printable"),
         ("pisec_ca_common_name", "x" * 65, "printable"),
         ("inventory_hostname", "-rf", "host name"),
+        # An IPv6 zone id may hold anything but '%' and '/' to ip_address().
+        (
+            "pisec_mosquitto_tls_listeners",
+            [{"port": 8883, "bind_address": "::1%lo\nallow_anonymous true"}],
+            "bind_address must be an IP address",
+        ),
+        (
+            "pisec_mosquitto_tls_listeners",
+            [{"port": 8883, "bind_address": "fe80::1%eth0"}],
+            "entry 1",
+        ),
+        # A leading '-' would be an option to systemctl, wg or systemd-analyze.
+        ("pisec_host_cert_reload_services", ["-Hroot@attacker.example"], "systemd unit name"),
+        ("pisec_wireguard_interface", "-h", "interface name"),
+        ("pisec_rotation_job_on_calendar", "-h", "calendar"),
+        # A rollover appends " G2": 61 characters would make a 64+ CN.
+        ("pisec_ca_common_name", "x" * 61, "1 to 60 printable"),
     ],
 )
 def test_hostile_values_are_refused_naming_host_and_variable(
@@ -255,6 +272,7 @@ def _endpoint(value: Any) -> dict[str, Any]:
 VPN = {"pisec_mosquitto_transport": "vpn"}
 CASES: list[tuple[str, dict[str, Any], str, Any, Callable[[Any], dict[str, Any]]]] = [
     (CONF, {}, "pisec_mosquitto_tls_listeners", "127.0.0.1", _listener),
+    (CONF, {}, "pisec_mosquitto_tls_listeners", "::1", _listener),
     (
         CONF,
         {},
@@ -419,7 +437,7 @@ def _plain(value: Any, checked: Any) -> Any:
 @pytest.mark.parametrize(
     ("template", "extra", "setting", "valid", "into"),
     CASES,
-    ids=[f"{case[2]}-{Path(case[0]).name}" for case in CASES],
+    ids=[f"{case[2]}-{Path(case[0]).name}-{case[3]}" for case in CASES],
 )
 def test_a_value_is_refused_or_leaves_the_file_its_shape(
     template: str,
@@ -431,11 +449,16 @@ def test_a_value_is_refused_or_leaves_the_file_its_shape(
     context = {**CONTEXTS[template], **extra}
     accepted: list[Any] = []
 
-    # A trailing line break is what a `$` instead of fullmatch lets through.
-    trailing = [valid[0] + "\n"] if isinstance(valid, list) else valid + "\n"
+    # A trailing line break is what a `$` instead of fullmatch lets through;
+    # an IPv6 zone id ('%...') what ipaddress lets through.
+    def suffixed(suffix: str) -> Any:
+        return [valid[0] + suffix] if isinstance(valid, list) else valid + suffix
+
+    trailing, zone = suffixed("\n"), suffixed("%lo\n#")
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @example(trailing)
+    @example(zone)
     @given(_values(valid))
     def check(value: Any) -> None:
         given_value = into(value).get(setting, value)

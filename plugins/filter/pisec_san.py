@@ -65,15 +65,18 @@ def san_list(
 
     `names` and `addresses` are what a host reports about itself (its
     facts), except the first name, its inventory name. A reported entry that
-    `reserved` holds (what the inventory calls the other hosts) is left out:
-    a host that lies about itself gets no other host's name."""
-    taken = {entry for entry in (_entry(str(item)) for item in reserved if item) if entry}
+    `reserved` holds (what the inventory calls the other hosts: names,
+    addresses, or `DNS:`/`IP:` entries) is left out, and so is a reported
+    wildcard: a host that lies about itself gets no other host's name."""
+    taken = {entry for entry in (_reserved(item) for item in reserved if item) if entry}
     entries: list[str] = []
     for position, name in enumerate(names):
         if not name:
             continue
         entry = _entry(str(name))
-        if entry is not None and (position == 0 or entry not in taken):
+        if entry is None:
+            continue
+        if position == 0 or (entry not in taken and not entry.startswith("DNS:*")):
             entries.append(entry)
     for raw in addresses:
         try:
@@ -86,6 +89,16 @@ def san_list(
             entries.append(f"IP:{address.compressed}")
     entries.extend(check_sans(extra, variable))
     return list(dict.fromkeys(entries))
+
+
+def _reserved(item: Any) -> str | None:
+    text = str(item)
+    if text.startswith(("DNS:", "IP:")):
+        try:
+            return check_sans([text])[0]
+        except AnsibleFilterError:
+            return None
+    return _entry(text)
 
 
 def _entry(text: str) -> str | None:

@@ -6,7 +6,9 @@ before anything changes anywhere. Every check matches the whole value
 what the file it lands in can hold as one token: a value that could end a
 line, open a section, start a comment or carry a `%` specifier is refused,
 naming the host and the variable. What passes is returned normalised
-(numbers as numbers), so templates never see the raw text.
+(numbers as numbers, booleans as booleans); the roles still read their
+variables, which the checks have shown to be safe as written, and test a
+boolean with `| bool`.
 
 `pisec_check_value` checks one value of a given kind the same way; it is
 also used on what a Pi reports (a WireGuard public key, an address), which
@@ -83,16 +85,17 @@ _DNS_NAME = re.compile(
 # configuration files and SANs. Letters, digits and . _ - only.
 _HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,252}")
 # wg-quick's own rule for an interface name, less '=' and '+'; IFNAMSIZ 16.
-_INTERFACE = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9_.-]{1,15}")
+_INTERFACE = re.compile(r"(?!\.{1,2}\Z)(?!-)[A-Za-z0-9_.-]{1,15}")
 # An absolute path that needs no quoting anywhere: in a systemd unit
 # (no '%' specifier, '$' expansion, quote, backslash or white space), in a
 # shell word, in an INI file.
 _PATH = re.compile(r"/[A-Za-z0-9._@+/-]{0,4095}")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-_UNIT = re.compile(r"[A-Za-z0-9:_.@-]{1,255}")
+# A unit name never starts with '-' here: it would be an option to systemctl.
+_UNIT = re.compile(r"(?!-)[A-Za-z0-9:_.@-]{1,255}")
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,127}")
 _ARGUMENT = re.compile(r"[A-Za-z0-9._@+/=:,-]{1,255}")
-_CALENDAR = re.compile(r"[A-Za-z0-9 ,:*./~-]{1,128}")
+_CALENDAR = re.compile(r"(?!-)[A-Za-z0-9 ,:*./~-]{1,128}")
 _EXPIRY = re.compile(r"[1-9][0-9]{0,5}[hdwmy]")
 _NOT_BEFORE = re.compile(r"-(?=[0-9])([0-9]+w)?([0-9]+d)?([0-9]+h)?([0-9]+m)?([0-9]+s)?")
 _FILE_MODE = re.compile(r"0[0-7]{3}")
@@ -177,11 +180,11 @@ def _choice(*choices: Any) -> Check:
 def _address(value: Any, *, version: int | None = None) -> str:
     text = _text(value)
     try:
-        address = ipaddress.ip_address(text)
+        # No zone id: ip_address() keeps whatever follows '%' ('::1%lo\n...').
+        address = None if "%" in text else ipaddress.ip_address(text)
     except ValueError:
         address = None
-    # ip_address() takes '1.2.3.4' only in that form, but check the text
-    # is exactly what it parsed (no scope id, no white space).
+    # The text must be exactly what was parsed (no white space, no zeros).
     if address is None or (version and address.version != version) or str(address) != text:
         raise SettingError(f"must be an IPv{version or '4 or IPv6'} address")
     return text
@@ -305,6 +308,7 @@ def _listeners(value: Any) -> list[dict[str, Any]]:
 
 
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
+_PRINTABLE_CN = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,60}")
 _PATH_TEXT = "an absolute path of letters, digits and ._@+/- (no white space, quote, % or $)"
 
 KINDS: dict[str, Check] = {
@@ -410,7 +414,8 @@ SETTINGS: dict[str, Check] = {
     "pisec_ca_key_type": _choice("ecdsa", "rsa"),
     "pisec_ca_key_curve": _choice("secp256r1", "secp384r1"),
     "pisec_ca_key_size": _choice(2048, 3072, 4096),
-    "pisec_ca_common_name": _matching(_PRINTABLE, "1 to 64 printable characters"),
+    # A rollover appends " G<n>"; a CN may hold 64 characters.
+    "pisec_ca_common_name": _matching(_PRINTABLE_CN, "1 to 60 printable characters"),
     "pisec_ca_organization": _matching(_PRINTABLE, "1 to 64 printable characters"),
     "pisec_ca_validity_days": _integer(1, 7300),
     "pisec_ca_max_leaf_validity_days": _integer(1, 825),
