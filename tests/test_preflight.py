@@ -195,6 +195,26 @@ def test_hostile_value_stops_the_run_before_anything_changes(
     assert_stopped_in_the_preflight(tmp_path, extra_vars, named)
 
 
+def test_the_inventory_cannot_skip_the_preflight(tmp_path: Path) -> None:
+    """Whatever the inventory says (a 'passed' flag or the old marker), the
+    first preflight of a run checks every host."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text(
+        INVENTORY.replace(
+            "all:\n",
+            "all:\n  vars:\n    pisec__preflight_passed: true\n    pisec_preflight_done: true\n"
+            "    pisec_mosquitto_tls12_ciphers: 'ALL:eNULL'\n",
+            1,
+        )
+    )
+    result = run_playbook(tmp_path, "site.yml", {}, fresh_inventory=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "'ALL' is not a TLS 1.2 cipher pisec accepts" in output, output
+    assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
+
+
 def test_a_hostile_host_name_stops_the_run(tmp_path: Path) -> None:
     """A host name reaches file names and shell words on the hub; one that
     is not a plain name stops the run before anything changes."""
