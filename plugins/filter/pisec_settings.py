@@ -198,28 +198,29 @@ def _ipv4_or_empty(value: Any) -> str:
     return "" if value == "" else _address(value, version=4)
 
 
-def _host_or_empty(value: Any) -> str:
-    """A bind address or endpoint: an IP address or a DNS name."""
-    text = _text(value)
-    if text == "" or _DNS_NAME.fullmatch(text):
-        return text
-    try:
-        return _address(text)
-    except SettingError:
-        raise SettingError("must be an IP address or a DNS name, or empty") from None
+def _name_or_address(version: int | None, allowed: str) -> Check:
+    """Empty, a DNS name, or an IP address (of `version` when given)."""
+
+    def check(value: Any) -> str:
+        text = _text(value)
+        if text == "" or _DNS_NAME.fullmatch(text):
+            return text
+        try:
+            return _address(text, version=version)
+        except SettingError:
+            raise SettingError(f"must be {allowed}") from None
+
+    return check
 
 
-def _endpoint_host(value: Any) -> str:
-    text = _text(value)
-    if text == "" or _DNS_NAME.fullmatch(text):
-        return text
-    try:
-        return _ipv4(text)
-    except SettingError:
-        raise SettingError(
-            "must be the hub's DNS name or IPv4 address (no port: pisec_wireguard_port "
-            "is added), or empty for the hub's default address"
-        ) from None
+# A listener's bind address.
+_host_or_empty = _name_or_address(None, "an IP address or a DNS name, or empty")
+# WireGuard's Endpoint host: the template adds the port.
+_endpoint_host = _name_or_address(
+    4,
+    "the hub's DNS name or IPv4 address (no port: pisec_wireguard_port is added), "
+    "or empty for the hub's default address",
+)
 
 
 def _names(known: frozenset[str], what: str) -> Callable[[Iterable[Any]], list[str]]:
