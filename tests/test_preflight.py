@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -75,26 +76,128 @@ def run_playbook(
     )
 
 
-def assert_stopped_in_the_preflight(
-    tmp_path: Path, extra_vars: dict[str, object], named: str
-) -> None:
-    """site.yml with these values fails in the preflight, naming `named`,
-    without a traceback and before the CA directory exists."""
-    result = run_playbook(tmp_path, "site.yml", extra_vars)
+Runs = dict[str, tuple[Path, "subprocess.CompletedProcess[str]"]]
+
+
+def _key(extra_vars: dict[str, object]) -> str:
+    return json.dumps(extra_vars, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def preflight_runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    """site.yml once for every bad and hostile value of this module, three
+    runs at a time (each is one ansible-playbook, mostly waiting on itself)."""
+    cases = {_key(extra): extra for extra, _ in BAD + HOSTILE}
+    places = {key: tmp_path_factory.mktemp("preflight") for key in cases}
+
+    def run(key: str) -> tuple[str, tuple[Path, subprocess.CompletedProcess[str]]]:
+        return key, (places[key], run_playbook(places[key], "site.yml", cases[key]))
+
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(pool.map(run, cases))
+
+
+def assert_stopped_in_the_preflight(runs: Runs, extra_vars: dict[str, object], named: str) -> None:
+    """site.yml with these values failed in the preflight, naming `named`,
+    without a traceback and before the CA directory existed."""
+    place, result = runs[_key(extra_vars)]
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert named in output, output
     assert "Preflight" in output
     assert "Traceback" not in output, output
     assert "PLAY [Run the fleet CA]" not in output
-    assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
+    assert not (place / "inventory/.pisec").exists(), "the CA host was changed"
 
+
+BAD: list[tuple[dict[str, object], str]] = [
+    ({"pisec_ca_key_type": "dsa"}, "pisec_ca_key_type"),
+    ({"pisec_ca_key_type": "rsa", "pisec_ca_key_size": 1024}, "pisec_ca_key_size"),
+    ({"pisec_mosquitto_key_size": 1024}, "pisec_mosquitto_key_size"),
+    ({"pisec_mosquitto_cert_validity_days": 900}, "pisec_mosquitto_cert_validity_days"),
+    ({"pisec_ca_max_leaf_validity_days": 826}, "pisec_ca_max_leaf_validity_days"),
+    ({"pisec_mosquitto_tls_listeners": [{"port": 70000}]}, "pisec_mosquitto_tls_listeners"),
+    ({"pisec_mosquitto_plaintext_port": 0}, "pisec_mosquitto_plaintext_port"),
+    ({"pisec_ca_passphrase": ""}, "pisec_ca_passphrase"),
+    ({"pisec_mosquitto_tls_version": "tlsv1.1"}, "pisec_mosquitto_tls_version"),
+    (
+        {"pisec_mosquitto_users": [{"name": "u", "password": "short"}]},
+        "the password of pisec_mosquitto_users[u] is shorter than 16 characters "
+        "(pisec_mosquitto_password_min_length)",
+    ),
+    (
+        {
+            "pisec_mosquitto_users": [
+                {"name": "u", "password": "a long enough password"},
+                {"name": "u", "password": "another long password"},
+            ]
+        },
+        "pisec_mosquitto_users: 'u' is declared twice",
+    ),
+    (
+        {"pisec_mosquitto_extra_subject_alt_names": ["mqtt.example.org"]},
+        "pisec_mosquitto_extra_subject_alt_names",
+    ),
+    ({"pisec_fleet_devices": [{"name": "not a CN"}]}, "pisec_fleet_devices"),
+    (
+        {"pisec_fleet_devices": [{"name": "pi-a"}, {"name": "pi-a"}]},
+        "'pi-a' is declared twice",
+    ),
+    (
+        {
+            "pisec_fleet_devices": [{"name": "dash"}],
+            "pisec_mosquitto_users": [{"name": "dash", "password": "a long enough password"}],
+        },
+        "'dash' is declared in both",
+    ),
+    (
+        {"pisec_fleet_acl_patterns": [{"topic": "devices/#/%u", "access": "read"}]},
+        "pisec_fleet_acl_patterns[1]",
+    ),
+    (
+        {
+            "pisec_mosquitto_users": [
+                {"name": "u", "password": "a long enough password", "acl": [{"topic": "a+"}]}
+            ]
+        },
+        "pisec_mosquitto_users[u].acl[1]: topic 'a+'",
+    ),
+    (
+        {"pisec_fleet_device_cert_validity_days": 826},
+        "pisec_fleet_device_cert_validity_days must be 1..825 (is 826)",
+    ),
+    ({"pisec_mosquitto_tls_listeners": [{"port": 8883, "auth": "psk"}]}, "auth"),
+    (
+        {"pisec_host_cert_renew_fraction_left": 1.5},
+        "pisec_host_cert_renew_fraction_left must be between 0 and 1 (is 1.5)",
+    ),
+    # A `$` would let a trailing line break through; fullmatch does not.
+    (
+        {"pisec_host_cert_common_name": "pi-a\nuser evil"},
+        "pisec_host_cert_common_name: 'pi-a\\nuser evil' is not a valid certificate",
+    ),
+    ({"pisec_fleet_devices": [{"name": "dev1\n"}]}, "pisec_fleet_devices: 'dev1\\n'"),
+    (
+        {"pisec_mosquitto_extra_subject_alt_names": ["DNS:mqtt.example.org\n"]},
+        "pisec_mosquitto_extra_subject_alt_names: 'DNS:mqtt.example.org\\n'",
+    ),
+    ({"pisec_host_cert_purpose": "both"}, "pisec_host_cert_purpose"),
+    (
+        {"pisec_ca_sign_not_before": "+10m"},
+        "pisec_ca_sign_not_before must be a time before now",
+    ),
+    ({"pisec_mosquitto_probe_user": "probe user"}, "pisec_mosquitto_probe_user: 'probe user'"),
+    (
+        {"pisec_mosquitto_users": [{"name": "pisec-probe"}]},
+        "'pisec-probe' is declared in both pisec_mosquitto_users and pisec_mosquitto_probe_user",
+    ),
+]
 
 # Values that would inject a line into a file on a host (or a word into a
 # command) if written verbatim. Each must stop the run in the preflight,
 # named with its host, before the CA directory exists.
 JOB = {"pisec_rotation_job_state": "present"}
-HOSTILE = [
+HOSTILE: list[tuple[dict[str, object], str]] = [
     # From the review (issue 14).
     (
         {
@@ -188,11 +291,11 @@ HOSTILE = [
 
 @pytest.mark.parametrize(("extra_vars", "named"), HOSTILE, ids=[named for _, named in HOSTILE])
 def test_hostile_value_stops_the_run_before_anything_changes(
-    tmp_path: Path, extra_vars: dict[str, object], named: str
+    preflight_runs: Runs, extra_vars: dict[str, object], named: str
 ) -> None:
     # Named by pisec's allow-lists, or by Ansible's own type check of the
     # role's argument spec, which runs first for values that are no number.
-    assert_stopped_in_the_preflight(tmp_path, extra_vars, named)
+    assert_stopped_in_the_preflight(preflight_runs, extra_vars, named)
 
 
 def test_the_inventory_cannot_skip_the_preflight(tmp_path: Path) -> None:
@@ -235,95 +338,13 @@ def test_a_hostile_host_name_stops_the_run(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("extra_vars", "named"),
-    [
-        ({"pisec_ca_key_type": "dsa"}, "pisec_ca_key_type"),
-        ({"pisec_ca_key_type": "rsa", "pisec_ca_key_size": 1024}, "pisec_ca_key_size"),
-        ({"pisec_mosquitto_key_size": 1024}, "pisec_mosquitto_key_size"),
-        ({"pisec_mosquitto_cert_validity_days": 900}, "pisec_mosquitto_cert_validity_days"),
-        ({"pisec_ca_max_leaf_validity_days": 826}, "pisec_ca_max_leaf_validity_days"),
-        ({"pisec_mosquitto_tls_listeners": [{"port": 70000}]}, "pisec_mosquitto_tls_listeners"),
-        ({"pisec_mosquitto_plaintext_port": 0}, "pisec_mosquitto_plaintext_port"),
-        ({"pisec_ca_passphrase": ""}, "pisec_ca_passphrase"),
-        ({"pisec_mosquitto_tls_version": "tlsv1.1"}, "pisec_mosquitto_tls_version"),
-        (
-            {"pisec_mosquitto_users": [{"name": "u", "password": "short"}]},
-            "the password of pisec_mosquitto_users[u] is shorter than 16 characters "
-            "(pisec_mosquitto_password_min_length)",
-        ),
-        (
-            {
-                "pisec_mosquitto_users": [
-                    {"name": "u", "password": "a long enough password"},
-                    {"name": "u", "password": "another long password"},
-                ]
-            },
-            "pisec_mosquitto_users: 'u' is declared twice",
-        ),
-        (
-            {"pisec_mosquitto_extra_subject_alt_names": ["mqtt.example.org"]},
-            "pisec_mosquitto_extra_subject_alt_names",
-        ),
-        ({"pisec_fleet_devices": [{"name": "not a CN"}]}, "pisec_fleet_devices"),
-        (
-            {"pisec_fleet_devices": [{"name": "pi-a"}, {"name": "pi-a"}]},
-            "'pi-a' is declared twice",
-        ),
-        (
-            {
-                "pisec_fleet_devices": [{"name": "dash"}],
-                "pisec_mosquitto_users": [{"name": "dash", "password": "a long enough password"}],
-            },
-            "'dash' is declared in both",
-        ),
-        (
-            {"pisec_fleet_acl_patterns": [{"topic": "devices/#/%u", "access": "read"}]},
-            "pisec_fleet_acl_patterns[1]",
-        ),
-        (
-            {
-                "pisec_mosquitto_users": [
-                    {"name": "u", "password": "a long enough password", "acl": [{"topic": "a+"}]}
-                ]
-            },
-            "pisec_mosquitto_users[u].acl[1]: topic 'a+'",
-        ),
-        (
-            {"pisec_fleet_device_cert_validity_days": 826},
-            "pisec_fleet_device_cert_validity_days must be 1..825 (is 826)",
-        ),
-        ({"pisec_mosquitto_tls_listeners": [{"port": 8883, "auth": "psk"}]}, "auth"),
-        (
-            {"pisec_host_cert_renew_fraction_left": 1.5},
-            "pisec_host_cert_renew_fraction_left must be between 0 and 1 (is 1.5)",
-        ),
-        # A `$` would let a trailing line break through; fullmatch does not.
-        (
-            {"pisec_host_cert_common_name": "pi-a\nuser evil"},
-            "pisec_host_cert_common_name: 'pi-a\\nuser evil' is not a valid certificate",
-        ),
-        ({"pisec_fleet_devices": [{"name": "dev1\n"}]}, "pisec_fleet_devices: 'dev1\\n'"),
-        (
-            {"pisec_mosquitto_extra_subject_alt_names": ["DNS:mqtt.example.org\n"]},
-            "pisec_mosquitto_extra_subject_alt_names: 'DNS:mqtt.example.org\\n'",
-        ),
-        ({"pisec_host_cert_purpose": "both"}, "pisec_host_cert_purpose"),
-        (
-            {"pisec_ca_sign_not_before": "+10m"},
-            "pisec_ca_sign_not_before must be a time before now",
-        ),
-        ({"pisec_mosquitto_probe_user": "probe user"}, "pisec_mosquitto_probe_user: 'probe user'"),
-        (
-            {"pisec_mosquitto_users": [{"name": "pisec-probe"}]},
-            "'pisec-probe' is declared in both pisec_mosquitto_users and "
-            "pisec_mosquitto_probe_user",
-        ),
-    ],
+    BAD,
     ids=lambda value: value if isinstance(value, str) else None,
 )
 def test_bad_value_stops_the_run_naming_the_variable(
-    tmp_path: Path, extra_vars: dict[str, object], named: str
+    preflight_runs: Runs, extra_vars: dict[str, object], named: str
 ) -> None:
-    assert_stopped_in_the_preflight(tmp_path, extra_vars, named)
+    assert_stopped_in_the_preflight(preflight_runs, extra_vars, named)
 
 
 def test_short_passwords_name_only_their_users(tmp_path: Path) -> None:
