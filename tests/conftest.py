@@ -318,6 +318,9 @@ allow_anonymous false
 password_file {workdir}/passwd
 acl_file {workdir}/acl
 log_dest file {workdir}/mosquitto.log
+# $SYS within a second of the start (mosquitto's default is 10 s): until
+# its first update the dropped-messages counter has no value to read.
+sys_interval 1
 listener {port} 127.0.0.1
 cafile {ca_file}
 certfile {workdir}/server.crt
