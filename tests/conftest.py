@@ -282,7 +282,19 @@ def running_mosquitto(config: Path, port: int, log: Path) -> Iterator[subprocess
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     """mosquitto 2.0 with the settings the role writes, on 127.0.0.1 only."""
-    workdir = tmp_path_factory.mktemp("broker")
+    with started_broker(tmp_path_factory.mktemp("broker")) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh_broker(tmp_path: Path) -> Iterator[Broker]:
+    """The same broker, started for one test."""
+    with started_broker(tmp_path) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def started_broker(workdir: Path) -> Iterator[Broker]:
     ca = make_ca("pisec test CA")
     rogue = make_ca("someone else's CA")
     server = make_leaf(
