@@ -399,6 +399,8 @@ SETTINGS: dict[str, Check] = {
     "pisec_host_cert_renewal_jitter": _decimal(0, 0.5),
     "pisec_host_cert_force_renewal": _boolean,
     "pisec_host_cert_new_key_on_renewal": _boolean,
+    "pisec_host_cert_confirm_swap": _boolean,
+    "pisec_host_cert_hold_at": _choice("", "written", "switched", "reloaded"),
     "pisec_host_cert_reload_services": _list_of(_matching(_UNIT, "a systemd unit name"), most=32),
     "pisec_host_cert_restart_services": _list_of(_matching(_UNIT, "a systemd unit name"), most=32),
     # pisec_mqtt_client

@@ -1,0 +1,145 @@
+"""pisec_host_cert_state: what it reports for each layout a run can leave.
+
+Every state a killed swap can leave on a host is built here as files and
+symlinks, and the report must say which generation is served, which swap is
+unconfirmed and what is left over.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import load_role_module
+
+state = load_role_module("pisec_host_cert", "pisec_host_cert_state")
+
+NAME = "pisec-server"
+OLD, NEW = "g20261201T000000Z-0a1b", "g20261202T000000Z-ff00"
+
+
+def generation(directory: Path, name: str, serial: str) -> None:
+    path = directory / f"{NAME}.d" / name
+    path.mkdir(parents=True)
+    (path / f"{NAME}.key").write_text(f"key {serial}\n")
+    (path / f"{NAME}.csr").write_text(f"csr {serial}\n")
+    (path / f"{NAME}.crt").write_text(f"crt {serial}\n")
+
+
+def link(path: Path, target: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    os.symlink(target, tmp)
+    os.replace(tmp, path)
+
+
+def served_names(directory: Path) -> None:
+    for ext in ("key", "crt", "csr"):
+        link(directory / f"{NAME}.{ext}", f"{NAME}.d/live/{NAME}.{ext}")
+
+
+def report(directory: Path) -> dict[str, Any]:
+    result: dict[str, Any] = state.inspect(str(directory), NAME)
+    return result
+
+
+def test_nothing_there(tmp_path: Path) -> None:
+    got = report(tmp_path)
+    assert got["layout"] == "none"
+    assert got["live"] == got["previous"] == got["certificate"] == ""
+    assert not got["key_exists"] and not got["links"]
+    assert got["stale"] == [] and got["leftovers"] == []
+
+
+def test_plain_files_of_the_layout_before_generations(tmp_path: Path) -> None:
+    for ext in ("key", "crt", "csr"):
+        (tmp_path / f"{NAME}.{ext}").write_text(f"{ext} old\n")
+    (tmp_path / f"{NAME}.key.prev").write_text("older key\n")
+    got = report(tmp_path)
+    assert got["layout"] == "legacy"
+    assert got["key_exists"] and got["certificate"] == "crt old\n"
+    assert got["leftovers"] == [f"{tmp_path}/{NAME}.key.prev"]
+
+
+def test_a_plain_key_without_a_certificate_is_no_layout_to_keep(tmp_path: Path) -> None:
+    # A first issuance of the old layout killed before the certificate.
+    (tmp_path / f"{NAME}.key").write_text("key\n")
+    assert report(tmp_path)["layout"] == "none"
+
+
+def test_settled_generation(tmp_path: Path) -> None:
+    generation(tmp_path, OLD, "01")
+    link(tmp_path / f"{NAME}.d" / "live", OLD)
+    served_names(tmp_path)
+    got = report(tmp_path)
+    assert got["layout"] == "generations"
+    assert (got["live"], got["previous"], got["stale"]) == (OLD, "", [])
+    assert got["key_exists"] and got["links"]
+    assert got["certificate"] == "crt 01\n"
+
+
+@pytest.mark.parametrize(
+    ("live", "previous", "stale"),
+    [
+        # killed after the new generation was written, before any switch
+        (OLD, None, [NEW]),
+        # killed after `previous` was set, before `live` was switched
+        (OLD, OLD, [NEW]),
+        # killed after the switch: the swap is unconfirmed
+        (NEW, OLD, []),
+    ],
+)
+def test_states_a_killed_swap_leaves(
+    tmp_path: Path, live: str, previous: str | None, stale: list[str]
+) -> None:
+    generation(tmp_path, OLD, "01")
+    generation(tmp_path, NEW, "02")
+    link(tmp_path / f"{NAME}.d" / "live", live)
+    if previous:
+        link(tmp_path / f"{NAME}.d" / "previous", previous)
+    served_names(tmp_path)
+    got = report(tmp_path)
+    assert got["live"] == live
+    assert got["previous"] == (previous or "")
+    assert got["stale"] == stale
+    assert got["certificate"] == ("crt 02\n" if live == NEW else "crt 01\n")
+    assert got["previous_certificate"] == ("crt 01\n" if previous else "")
+
+
+def test_a_live_link_to_nowhere_is_no_generation(tmp_path: Path) -> None:
+    (tmp_path / f"{NAME}.d").mkdir()
+    link(tmp_path / f"{NAME}.d" / "live", NEW)
+    got = report(tmp_path)
+    assert got["layout"] == "none" and got["live"] == ""
+
+
+@pytest.mark.parametrize("target", ["../../etc", "/etc", "a/b", ".", ".."])
+def test_links_that_leave_the_generations_directory_are_not_followed(
+    tmp_path: Path, target: str
+) -> None:
+    (tmp_path / f"{NAME}.d").mkdir()
+    link(tmp_path / f"{NAME}.d" / "live", target)
+    link(tmp_path / f"{NAME}.d" / "previous", target)
+    got = report(tmp_path)
+    assert got["live"] == got["previous"] == ""
+    assert got["layout"] == "none"
+
+
+def test_a_huge_certificate_is_not_read(tmp_path: Path) -> None:
+    generation(tmp_path, OLD, "01")
+    (tmp_path / f"{NAME}.d" / OLD / f"{NAME}.crt").write_bytes(
+        b"A" * (state.MAX_CERTIFICATE_BYTES + 1)
+    )
+    link(tmp_path / f"{NAME}.d" / "live", OLD)
+    assert report(tmp_path)["certificate"] == ""
+
+
+def test_names_that_are_plain_files_are_not_the_links(tmp_path: Path) -> None:
+    generation(tmp_path, OLD, "01")
+    link(tmp_path / f"{NAME}.d" / "live", OLD)
+    served_names(tmp_path)
+    (tmp_path / f"{NAME}.csr").unlink()
+    (tmp_path / f"{NAME}.csr").write_text("plain\n")
+    assert report(tmp_path)["links"] is False
