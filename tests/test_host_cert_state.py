@@ -69,6 +69,13 @@ def test_a_plain_key_without_a_certificate_is_no_layout_to_keep(tmp_path: Path) 
     assert report(tmp_path)["layout"] == "none"
 
 
+def test_plain_files_without_a_request(tmp_path: Path) -> None:
+    for ext in ("key", "crt"):
+        (tmp_path / f"{NAME}.{ext}").write_text(f"{ext} old\n")
+    got = report(tmp_path)
+    assert got["layout"] == "legacy" and got["key_exists"] and not got["csr_exists"]
+
+
 def test_settled_generation(tmp_path: Path) -> None:
     generation(tmp_path, OLD, "01")
     link(tmp_path / f"{NAME}.d" / "live", OLD)
@@ -76,7 +83,7 @@ def test_settled_generation(tmp_path: Path) -> None:
     got = report(tmp_path)
     assert got["layout"] == "generations"
     assert (got["live"], got["previous"], got["stale"]) == (OLD, "", [])
-    assert got["key_exists"] and got["links"]
+    assert got["key_exists"] and got["csr_exists"] and got["links"]
     assert got["certificate"] == "crt 01\n"
 
 

@@ -58,6 +58,9 @@ stale:
 key_exists:
   description: Whether the served generation (or the legacy layout) has a private key.
   type: bool
+csr_exists:
+  description: Whether the served generation (or the legacy layout) has a request.
+  type: bool
 certificate:
   description: PEM text of the served certificate, or an empty string.
   type: str
@@ -139,6 +142,7 @@ def inspect(directory: str, name: str) -> dict[str, Any]:
         "previous": previous,
         "stale": [entry for entry in entries if entry not in kept],
         "key_exists": bool(served) and _is_regular_file(served + ".key"),
+        "csr_exists": bool(served) and _is_regular_file(served + ".csr"),
         "certificate": _read_certificate(served + ".crt") if served else "",
         "previous_certificate": (
             _read_certificate(os.path.join(generations, previous, name + ".crt"))
