@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,13 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     # The held clients were the held user's: mosquitto logged their logins.
     assert "u'held-user'" in broker.files.log.read_text()
 
+    storm = bench.storm(tls, counts.storm_clients)
+    assert (storm["clients"], storm["workers"]) == (20, 4)
+    assert 0 < storm["first_back_seconds"] <= storm["seconds"]
+    assert storm["broker_cpu_seconds"] >= 0 and storm["loadgen_cpu_seconds"] > 0
+    with pytest.raises(BenchError, match="measured twice: tls-ecdsa"):
+        bench.storm(tls, 2)
+
     results = {
         "command": "pytest",
         "date": "today",
@@ -238,6 +246,8 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert baseline_row.split("|")[7].strip() == "1.00x"  # its latency against itself
     assert "| loopback | TLS, ECDSA P-256 server + password | 1 |" in section  # throughput
     assert "1,000 PBKDF2 iterations" in section
+    assert "### Reconnect storm after a broker restart" in section
+    assert "| TLS, ECDSA P-256 server + password | 20 | " in section
     assert "| strategy free | 6.0 | 0.75x |" in section
     assert "| 1 | 2.0 | 30.0 | 8.0 | 4.00x | 40 | 0 |" in section
     assert "Raw numbers: `docs/benchmarks.json`" in section
@@ -314,6 +324,30 @@ def test_a_refused_login_stops_the_bench_with_its_reason(
     )
     with pytest.raises(BenchError, match="not authorised"):
         bench.connects("loopback", Endpoint("plaintext", "127.0.0.1", broker.files.plain_port), [])
+
+
+def test_a_storm_whose_broker_stays_down_says_how_many_came_back(
+    local: tuple[LocalBroker, LocalClient, Credentials], tmp_path: Path
+) -> None:
+    broker, client, creds = local
+    ready = tmp_path / "storm.ready"
+    plain = Endpoint("plaintext", "127.0.0.1", broker.files.plain_port)
+    running = client.start_loadgen(
+        [
+            "storm",
+            *plain.args(creds),
+            *("--count", "3", "--workers", "2"),
+            *("--max-seconds", "6", "--ready-file", str(ready)),
+        ]
+    )
+    for _ in range(100):
+        if ready.exists():
+            break
+        time.sleep(0.1)
+    assert ready.read_text() == "3\n"
+    broker.stop()
+    with pytest.raises(BenchError, match=r"0 of 3 clients came back; the time ran out .*refused"):
+        running.wait(timeout=30)
 
 
 def test_proc_stat_with_spaces_and_parentheses_in_the_name() -> None:

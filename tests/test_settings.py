@@ -179,6 +179,19 @@ def test_what_a_pi_reports_as_its_wireguard_key_must_be_a_key(reported: str) -> 
     assert check_value(KEY, "wireguard_key", "pi-7") == KEY
 
 
+@pytest.mark.parametrize(
+    "reported",
+    ["../../..", "/etc", "g20261202T034200Z-0a1b\n", "g20261202T034200Z-0a1b/..", "live", "."],
+)
+def test_what_a_pi_reports_as_a_generation_must_be_one_pisec_names(reported: str) -> None:
+    with pytest.raises(
+        AnsibleFilterError, match=r"pi-7: pisec-server\.d/live must be empty or a generation"
+    ):
+        check_value(reported, "generation", "pi-7: pisec-server.d/live")
+    for accepted in ("", "g20261202T034200Z-0a1b"):
+        assert check_value(accepted, "generation", "pi-7") == accepted
+
+
 # ---- The property: a value either is refused, or changes no file's shape ----
 
 SENTINEL = "pisecsentinel"

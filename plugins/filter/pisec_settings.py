@@ -312,6 +312,8 @@ _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,64}")
 _PRINTABLE_CN = re.compile(r"[^\x00-\x1f\x7f-\x9f]{1,60}")
 _PATH_TEXT = "an absolute path of letters, digits and ._@+/- (no white space, quote, % or $)"
 
+_GENERATION = re.compile(r"(g[0-9]{8}T[0-9]{6}Z-[0-9a-f]{4})?")
+
 KINDS: dict[str, Check] = {
     "port": _PORT,
     "ipv4": _ipv4,
@@ -319,6 +321,10 @@ KINDS: dict[str, Check] = {
     "host_name": _matching(_HOST_NAME, "a host name of letters, digits and ._-"),
     "interface": _matching(_INTERFACE, "an interface name of up to 15 letters, digits and _.-"),
     "wireguard_key": _matching(_WIREGUARD_KEY, "a WireGuard key (44 characters of base64)"),
+    # A certificate generation pisec_host_cert made (g<UTC time>-<random>), or none.
+    "generation": _matching(
+        _GENERATION, "empty or a generation name g<YYYYmmddTHHMMSSZ>-<4 hex digits>"
+    ),
 }
 
 # Every setting the roles write into a file on a host or pass to a command,

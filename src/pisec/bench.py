@@ -503,6 +503,14 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
         *_measurements(bench, first, plain, [(tls_ecdsa, few), (mtls_ecdsa, many)], [tls_ecdsa]),
         ("memory, plaintext clients", lambda: bench.memory(plain)),
         ("memory, TLS clients", lambda: bench.memory(tls_ecdsa)),
+        (
+            f"reconnect storm: {counts.storm_clients:,} password clients",
+            lambda: bench.storm(tls_ecdsa, counts.storm_clients),
+        ),
+        (
+            f"reconnect storm: {counts.storm_clients:,} mutual TLS clients",
+            lambda: bench.storm(mtls_ecdsa, counts.storm_clients),
+        ),
     ]
     _run_steps(f"broker ({first})", steps)
 

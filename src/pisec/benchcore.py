@@ -139,6 +139,10 @@ class Counts:
     throughput_repeats: int = 3
     held: tuple[int, ...] = (100, 1000)
     max_seconds: float = 120.0
+    # The reconnect storm: clients held, the broker restarted, all back at
+    # once through this many reconnecting threads of one load generator.
+    storm_clients: int = 1000
+    storm_workers: int = 16
 
     @classmethod
     def smoke(cls) -> Counts:
@@ -151,6 +155,8 @@ class Counts:
             throughput_repeats=2,
             held=(5, 20),
             max_seconds=30.0,
+            storm_clients=20,
+            storm_workers=4,
         )
 
 
@@ -424,6 +430,54 @@ class BrokerBench:
         self.results.setdefault("memory", {})[endpoint.label] = result
         if self.held_creds is not None and self.held_iterations:
             self.results["held_iterations"] = self.held_iterations
+        return result
+
+    def storm(self, endpoint: Endpoint, count: int) -> dict[str, Any]:
+        """A reconnect storm: `count` clients held, mosquitto restarted, all back at once.
+
+        The broker's CPU is that of the new mosquitto process when the last
+        client is back (its start included, a few ms); the load generator
+        reports its own CPU over the storm, so the table shows whether it
+        or the broker was the limit.
+        """
+        _refuse_again(self.results.get("storm", {}), endpoint.label)
+        ready = self.client.scratch(f"storm-{endpoint.label}-{count}.ready")
+        # Password clients log in with pisec's hash cost (the bench user's).
+        limit = self.counts.max_seconds * 2
+        running = self.client.start_loadgen(
+            [
+                "storm",
+                *endpoint.args(self.creds),
+                *("--count", str(count), "--workers", str(self.counts.storm_workers)),
+                *("--max-seconds", str(limit), "--ready-file", ready),
+                *("--client-id-prefix", f"bench-storm-{endpoint.label}"),
+            ]
+        )
+        deadline = time.monotonic() + limit
+        while not self.client.exists(ready):
+            if time.monotonic() > deadline:
+                report = running.wait(timeout=limit + 30)
+                raise BenchError(
+                    f"{endpoint.label}: {count} storm clients not connected: "
+                    f"{json.dumps(report)[:300]}"
+                )
+            time.sleep(0.2)
+        self.broker.restart()
+        report = running.wait(timeout=limit + 30)
+        broker_cpu = self.broker.usage("mosquitto").cpu_seconds
+        if report.get("error") or report.get("storm_s") is None:
+            raise BenchError(f"{endpoint.label}: reconnect storm: {report.get('error')}")
+        result = {
+            "endpoint": endpoint.label,
+            "clients": count,
+            "workers": report["workers"],
+            "seconds": report["storm_s"],
+            "first_back_seconds": report["first_back_s"],
+            "retries": report["retries"],
+            "broker_cpu_seconds": round(broker_cpu, 3),
+            "loadgen_cpu_seconds": report["loadgen_cpu_s"],
+        }
+        self.results.setdefault("storm", {})[endpoint.label] = result
         return result
 
     def process_memory(self, process: str) -> int:

@@ -317,6 +317,50 @@ def _fleet(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _storm(broker: dict[str, Any]) -> list[str]:
+    storm = broker.get("storm", {})
+    if not storm:
+        return []
+    rows = [
+        [
+            _name(label),
+            f"{result['clients']:,}",
+            f"{result['seconds']:.1f}",
+            f"{result['first_back_seconds']:.2f}",
+            f"{result['broker_cpu_seconds']:.1f}",
+            f"{1000 * result['broker_cpu_seconds'] / result['clients']:.1f}",
+            f"{result['loadgen_cpu_seconds']:.1f}",
+            f"{result['retries']:,}",
+        ]
+        for label, result in storm.items()
+    ]
+    header = [
+        "endpoint",
+        "clients",
+        "s until all back",
+        "s until the first",
+        "broker CPU s",
+        "broker CPU ms per client",
+        "load generator CPU s",
+        "refused retries",
+    ]
+    workers = max(int(result["workers"]) for result in storm.values())
+    return [
+        "### Reconnect storm after a broker restart",
+        "",
+        "The clients are connected and held; then mosquitto is restarted (as a CA "
+        "rollover's switch does) and every client reconnects at once: "
+        f"{workers} threads of one load generator, each retrying a refused connect every "
+        "50 ms while the broker is down. Seconds run from the first dropped connection "
+        "to the last client back. Password clients log in with pisec's hash cost "
+        "(pisec_mosquitto_password_iterations); the broker CPU is the new mosquitto "
+        "process's, its start included. A load generator CPU well below the seconds "
+        "shows it was not the limit.",
+        "",
+        *_table(header, rows),
+    ]
+
+
 def render(results: dict[str, Any], raw: str = "docs/benchmarks.json") -> str:
     """The generated section of docs/benchmarks.md; `raw` names the JSON beside it."""
     machine = results["machine"]
@@ -338,6 +382,7 @@ def render(results: dict[str, Any], raw: str = "docs/benchmarks.json") -> str:
         *_handshakes(broker),
         *_throughput(broker),
         *_memory(broker),
+        *_storm(broker),
         *_fleet(results),
         END,
     ]

@@ -980,6 +980,232 @@ def run_hold(
     )
 
 
+# --- Reconnect storm ----------------------------------------------------------------------
+
+# While the broker is coming back, a refused or reset connect is retried
+# after this long; a refused login (bad password, not authorised) is not.
+STORM_RETRY_SECONDS = 0.05
+STORM_GIVE_UP_CODES = (1, 2, 4, 5)
+
+
+@dataclass(frozen=True)
+class StormReport(Report):
+    connected: int
+    reconnected: int
+    failures: int
+    retries: int
+    workers: int
+    connect_s: float | None
+    storm_s: float | None
+    first_back_s: float | None
+    loadgen_cpu_s: float | None
+    nofile_limit: int | None
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _wait_for_drops(connections: list[Connection], deadline: Deadline, keepalive: int) -> float:
+    """Hold the connections until the broker has closed every one; when it closed the first."""
+    first: float | None = None
+    remaining = len(connections)
+    last_ping = time.monotonic()
+    with selectors.DefaultSelector() as selector:
+        for connection in connections:
+            selector.register(connection.sock, selectors.EVENT_READ, connection)
+        while remaining:
+            if deadline.expired:
+                raise DeadlineError
+            now = time.monotonic()
+            if keepalive and now - last_ping >= keepalive / 2:
+                last_ping = now
+                for connection in connections:
+                    if not connection.closed:
+                        with contextlib.suppress(LoadgenError):
+                            connection.send(PINGREQ_PACKET)
+            wait = min(HOLD_POLL_SECONDS, max(0.0, deadline.remaining()))
+            for key, _events in selector.select(timeout=wait):
+                connection = key.data
+                if not connection.drain():
+                    selector.unregister(connection.sock)
+                    connection.close()
+                    remaining -= 1
+                    if first is None:
+                        first = time.monotonic()
+    return first if first is not None else time.monotonic()
+
+
+class _Storm:
+    """`workers` threads bring `count` clients back, each retrying until the broker answers."""
+
+    def __init__(
+        self, options: Options, context: ssl.SSLContext | None, deadline: Deadline, prefix: str
+    ) -> None:
+        self.options, self.context, self.deadline, self.prefix = options, context, deadline, prefix
+        self.lock = threading.Lock()
+        self.next_index = 0
+        self.count = 0
+        self.connections: list[Connection] = []
+        self.times: list[float] = []
+        self.retries = self.failures = 0
+        self.first_failure: str | None = None
+        self.timed_out = False
+
+    def _take(self) -> int | None:
+        with self.lock:
+            if self.next_index >= self.count:
+                return None
+            self.next_index += 1
+            return self.next_index - 1
+
+    def _one(self, index: int) -> None:
+        while True:
+            try:
+                connection = establish(
+                    self.options, self.context, self.deadline, f"{self.prefix}-{index}"
+                )
+            except DeadlineError:
+                with self.lock:
+                    self.timed_out = True
+                return
+            except LoadgenError as exc:
+                refused_login = any(
+                    exc.message.startswith(f"CONNACK return code {code} ")
+                    for code in STORM_GIVE_UP_CODES
+                )
+                with self.lock:
+                    if refused_login or isinstance(exc, ProtocolError):
+                        self.failures += 1
+                        self.first_failure = self.first_failure or exc.message
+                        return
+                    self.retries += 1
+                if self.deadline.remaining() <= STORM_RETRY_SECONDS:
+                    with self.lock:
+                        self.timed_out = True
+                        self.first_failure = self.first_failure or exc.message
+                    return
+                time.sleep(STORM_RETRY_SECONDS)
+                continue
+            with self.lock:
+                self.connections.append(connection)
+                self.times.append(time.monotonic())
+            return
+
+    def _work(self) -> None:
+        while (index := self._take()) is not None:
+            if self.timed_out:
+                return
+            self._one(index)
+
+    def run(self, count: int, workers: int) -> None:
+        self.count = count
+        threads = [
+            threading.Thread(target=self._work, name=f"storm-{n}", daemon=True)
+            for n in range(min(workers, count))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=max(0.0, self.deadline.remaining()) + self.options.timeout)
+
+
+def run_storm(
+    options: Options,
+    context: ssl.SSLContext | None,
+    deadline: Deadline,
+    *,
+    count: int,
+    workers: int,
+    ready_file: str | None,
+) -> StormReport:
+    """`count` clients connected, then all back at once after the broker drops them.
+
+    The clients are connected one after another and held. When the broker
+    closes them (it restarts), `workers` threads reconnect every one, each
+    retrying a refused or reset connect every STORM_RETRY_SECONDS while the
+    broker is down: the time from the first drop to the last client back is
+    the storm, and this process's CPU over it is reported beside it.
+    """
+    prefix = f"{options.client_id_prefix}-{_token()}"
+    held: list[Connection] = []
+    storm = _Storm(options, context, deadline, prefix)
+    failures = attempts = 0
+    first_failure: str | None = None
+    nofile: int | None = None
+    connect_s = storm_s = first_back_s = cpu = None
+    timed_out = interrupted = False
+    started = time.monotonic()
+    try:
+        # The held clients and the new ones are open together for a moment.
+        nofile = raise_nofile_limit(2 * count + SPARE_DESCRIPTORS)
+        for index in range(count):
+            attempts += 1
+            try:
+                held.append(establish(options, context, deadline, f"{prefix}-{index}"))
+            except LoadgenError as exc:
+                failures += 1
+                first_failure = first_failure or exc.message
+                if exc.fatal:
+                    break
+            if (index + 1) % 100 == 0:
+                _progress(f"storm: {len(held)} of {count} connected")
+        connect_s = round(time.monotonic() - started, 3)
+        if held and failures == 0:
+            _announce_ready(len(held), ready_file)
+            dropped_at = _wait_for_drops(held, deadline, options.keepalive)
+            _progress(f"storm: the broker closed all {len(held)}; reconnecting")
+            cpu_before = _cpu_seconds()
+            storm.run(len(held), workers)
+            cpu = round(_cpu_seconds() - cpu_before, 3)
+            if storm.times:
+                first_back_s = round(min(storm.times) - dropped_at, 3)
+                if len(storm.times) == len(held):
+                    storm_s = round(max(storm.times) - dropped_at, 3)
+            timed_out = storm.timed_out
+    except DeadlineError:
+        timed_out = True
+    except LoadgenError as exc:
+        first_failure = first_failure or exc.message
+        failures = max(failures, 1)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        for connection in held + storm.connections:
+            connection.disconnect()
+    error = _failure_summary(first_failure, failures, max(attempts, 1))
+    reconnected = len(storm.connections)
+    if error is None and held and reconnected < len(held):
+        error = (
+            f"{reconnected} of {len(held)} clients came back"
+            + (f"; {storm.failures} were refused: {storm.first_failure}" if storm.failures else "")
+            + (
+                f"; the time ran out (--max-seconds), last: {storm.first_failure}"
+                if timed_out and not storm.failures
+                else ""
+            )
+        )
+    return StormReport(
+        command="storm",
+        target=options.target,
+        requested=count,
+        timed_out=timed_out,
+        error=INTERRUPTED if interrupted else error,
+        wall_s=round(time.monotonic() - deadline.started, 3),
+        connected=len(held),
+        reconnected=reconnected,
+        failures=failures + storm.failures,
+        retries=storm.retries,
+        workers=min(workers, count),
+        connect_s=connect_s,
+        storm_s=storm_s,
+        first_back_s=first_back_s,
+        loadgen_cpu_s=cpu,
+        nofile_limit=nofile,
+    )
+
+
 # --- Command line ---------------------------------------------------------------------------
 
 
@@ -1083,6 +1309,19 @@ def build_parser() -> argparse.ArgumentParser:
     hold.add_argument("--hold-seconds", type=_positive_float, required=True)
     hold.add_argument("--ready-file", help="written (with the count) once all are connected")
     hold.add_argument("--release-file", help="hold ends early when this file appears")
+    storm = commands.add_parser(
+        "storm",
+        parents=[common],
+        help="hold N connections; when the broker drops them, bring all back at once",
+    )
+    storm.add_argument("--count", type=_positive_int, required=True)
+    storm.add_argument(
+        "--workers",
+        type=_bounded_int(1, 256),
+        default=16,
+        help="threads reconnecting at once (default: 16)",
+    )
+    storm.add_argument("--ready-file", help="written (with the count) once all are connected")
     return parser
 
 
@@ -1155,6 +1394,15 @@ def run(args: argparse.Namespace, options: Options, deadline: Deadline) -> Repor
             inflight=args.inflight,
             topic_prefix=args.topic_prefix,
             allow_loss=args.allow_loss,
+        )
+    if args.command == "storm":
+        return run_storm(
+            options,
+            context,
+            deadline,
+            count=args.count,
+            workers=args.workers,
+            ready_file=args.ready_file,
         )
     return run_hold(
         options,
