@@ -896,6 +896,39 @@ def _hold(
                     connection.close()
 
 
+@dataclass
+class _Opened:
+    """Connections made one after another, and how many attempts failed."""
+
+    connections: list[Connection]
+    attempts: int = 0
+    failures: int = 0
+    first_failure: str | None = None
+
+
+def _open_one_by_one(
+    options: Options,
+    context: ssl.SSLContext | None,
+    deadline: Deadline,
+    count: int,
+    prefix: str,
+    command: str,
+    opened: _Opened,
+) -> None:
+    """`count` connections into `opened`, kept if the deadline interrupts; stops when fatal."""
+    for index in range(count):
+        opened.attempts += 1
+        try:
+            opened.connections.append(establish(options, context, deadline, f"{prefix}-{index}"))
+        except LoadgenError as exc:
+            opened.failures += 1
+            opened.first_failure = opened.first_failure or exc.message
+            if exc.fatal:
+                break
+        if (index + 1) % 100 == 0:
+            _progress(f"{command}: {len(opened.connections)} of {count} connected")
+
+
 def run_hold(
     options: Options,
     context: ssl.SSLContext | None,
@@ -907,10 +940,9 @@ def run_hold(
     release_file: str | None,
 ) -> HoldReport:
     """`count` connections, made one after another and then held together."""
-    token = _token()
-    connections: list[Connection] = []
-    failures = attempts = 0
-    first_failure: str | None = None
+    prefix = f"{options.client_id_prefix}-{_token()}"
+    opened = _Opened(connections=[])
+    connections = opened.connections
     nofile: int | None = None
     connect_s = held_s = None
     released_by: str | None = None
@@ -918,23 +950,9 @@ def run_hold(
     started = time.monotonic()
     try:
         nofile = raise_nofile_limit(count + SPARE_DESCRIPTORS)
-        for index in range(count):
-            attempts += 1
-            try:
-                connections.append(
-                    establish(
-                        options, context, deadline, f"{options.client_id_prefix}-{token}-{index}"
-                    )
-                )
-            except LoadgenError as exc:
-                failures += 1
-                first_failure = first_failure or exc.message
-                if exc.fatal:
-                    break
-            if (index + 1) % 100 == 0:
-                _progress(f"hold: {len(connections)} of {count} connected")
+        _open_one_by_one(options, context, deadline, count, prefix, "hold", opened)
         connect_s = round(time.monotonic() - started, 3)
-        if not (first_failure and failures == attempts):
+        if not (opened.first_failure and opened.failures == opened.attempts):
             _announce_ready(len(connections), ready_file)
             hold_started = time.monotonic()
             try:
@@ -951,8 +969,8 @@ def run_hold(
         timed_out = True
         released_by = "deadline"
     except LoadgenError as exc:
-        first_failure = first_failure or exc.message
-        failures = max(failures, 1)
+        opened.first_failure = opened.first_failure or exc.message
+        opened.failures = max(opened.failures, 1)
     except KeyboardInterrupt:
         interrupted = True
         released_by = "signal"
@@ -960,7 +978,7 @@ def run_hold(
         dropped = sum(connection.closed for connection in connections)
         for connection in connections:
             connection.disconnect()
-    error = _failure_summary(first_failure, failures, max(attempts, 1))
+    error = _failure_summary(opened.first_failure, opened.failures, max(opened.attempts, 1))
     if dropped and error is None:
         error = f"the broker closed {dropped} of {len(connections)} held connections"
     return HoldReport(
@@ -971,7 +989,7 @@ def run_hold(
         error=INTERRUPTED if interrupted else error,
         wall_s=round(time.monotonic() - deadline.started, 3),
         connected=len(connections),
-        failures=failures,
+        failures=opened.failures,
         dropped=dropped,
         connect_s=connect_s,
         held_s=held_s,
@@ -1129,10 +1147,9 @@ def run_storm(
     the storm, and this process's CPU over it is reported beside it.
     """
     prefix = f"{options.client_id_prefix}-{_token()}"
-    held: list[Connection] = []
+    opened = _Opened(connections=[])
+    held = opened.connections
     storm = _Storm(options, context, deadline, prefix)
-    failures = attempts = 0
-    first_failure: str | None = None
     nofile: int | None = None
     connect_s = storm_s = first_back_s = cpu = None
     timed_out = interrupted = False
@@ -1140,19 +1157,9 @@ def run_storm(
     try:
         # The held clients and the new ones are open together for a moment.
         nofile = raise_nofile_limit(2 * count + SPARE_DESCRIPTORS)
-        for index in range(count):
-            attempts += 1
-            try:
-                held.append(establish(options, context, deadline, f"{prefix}-{index}"))
-            except LoadgenError as exc:
-                failures += 1
-                first_failure = first_failure or exc.message
-                if exc.fatal:
-                    break
-            if (index + 1) % 100 == 0:
-                _progress(f"storm: {len(held)} of {count} connected")
+        _open_one_by_one(options, context, deadline, count, prefix, "storm", opened)
         connect_s = round(time.monotonic() - started, 3)
-        if held and failures == 0:
+        if held and opened.failures == 0:
             _announce_ready(len(held), ready_file)
             dropped_at = _wait_for_drops(held, deadline, options.keepalive)
             _progress(f"storm: the broker closed all {len(held)}; reconnecting")
@@ -1167,14 +1174,14 @@ def run_storm(
     except DeadlineError:
         timed_out = True
     except LoadgenError as exc:
-        first_failure = first_failure or exc.message
-        failures = max(failures, 1)
+        opened.first_failure = opened.first_failure or exc.message
+        opened.failures = max(opened.failures, 1)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         for connection in held + storm.connections:
             connection.disconnect()
-    error = _failure_summary(first_failure, failures, max(attempts, 1))
+    error = _failure_summary(opened.first_failure, opened.failures, max(opened.attempts, 1))
     reconnected = len(storm.connections)
     if error is None and held and reconnected < len(held):
         error = (
@@ -1195,7 +1202,7 @@ def run_storm(
         wall_s=round(time.monotonic() - deadline.started, 3),
         connected=len(held),
         reconnected=reconnected,
-        failures=failures + storm.failures,
+        failures=opened.failures + storm.failures,
         retries=storm.retries,
         workers=min(workers, count),
         connect_s=connect_s,
