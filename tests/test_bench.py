@@ -31,6 +31,7 @@ from pisec.benchcore import (
     Running,
     RunningProcess,
     Usage,
+    bottleneck,
     loadgen_report,
     mosquitto_password_hash,
     parse_usage,
@@ -136,11 +137,18 @@ class RecordingClient(LocalClient):
         super().__init__(scratch)
         self.calls: list[tuple[str, str, str]] = []
 
-    def loadgen(self, args: Sequence[str], timeout: float) -> dict[str, Any]:
+    def _note(self, args: Sequence[str]) -> None:
         argv = list(args)
         count = argv[argv.index("--count") + 1] if "--count" in argv else ""
         self.calls.append((argv[0], argv[argv.index("--port") + 1], count))
+
+    def loadgen(self, args: Sequence[str], timeout: float) -> dict[str, Any]:
+        self._note(args)
         return super().loadgen(args, timeout)
+
+    def start_loadgen(self, args: Sequence[str]) -> Running:
+        self._note(args)
+        return super().start_loadgen(args)
 
 
 def test_the_bench_measures_a_real_broker_and_reports_it(
@@ -197,11 +205,27 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     client.calls.clear()
     for qos in (0, 1):
         bench.throughput("loopback", plain, [tls], qos)
+    # Nothing lost at QoS 1 on loopback: no search, one run per endpoint and round.
     assert [port for _, port, _ in client.calls] == [plain_port, tls_port] * (
         2 * counts.throughput_repeats
     )
-    assert bench.results["throughput"]["tls-ecdsa/qos1"]["lost"] == 0
-    assert bench.results["throughput"]["tls-ecdsa/qos0"]["messages_per_second"]["median"] > 0
+    qos1 = bench.results["throughput"]["tls-ecdsa/qos1"]
+    assert (qos1["lost"], qos1["extra_runs"], qos1["pairs"]) == (0, 0, counts.pairs)
+    assert qos1["messages"] == counts.messages_qos1
+    assert qos1["rates"] == [None] * counts.throughput_repeats  # unpaced
+    rate = qos1["messages_per_second"]
+    assert 0 < rate["min"] <= rate["median"] <= rate["max"]
+    # What the broker took, published over the publishing time: at QoS 1 the
+    # broker acknowledged each before the last was delivered.
+    assert qos1["offered_per_second"]["median"] >= 0.5 * rate["median"]
+    assert qos1["broker_us_per_message"] >= 0 and qos1["broker_cores"] >= 0
+    assert qos1["loadgen_busiest_cores"] > 0
+    assert qos1["loadgen_cores"] > 0
+    assert qos1["limit"] in ("broker", "load generator", "shared cores", "round trips")
+    assert qos1["baseline"]["endpoint"] == "plaintext"
+    qos0 = bench.results["throughput"]["tls-ecdsa/qos0"]
+    assert qos0["messages_per_second"]["median"] > 0
+    assert 0 <= qos0["loss_percent"] <= 100
     assert bench.results["throughput_baselines"]["loopback/qos1"]["lost"] == 0
 
     memory = bench.memory(plain)["rss_kib"]
@@ -245,6 +269,8 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     baseline_row = next(line for line in section.splitlines() if "(baseline) | 8 |" in line)
     assert baseline_row.split("|")[7].strip() == "1.00x"  # its latency against itself
     assert "| loopback | TLS, ECDSA P-256 server + password | 1 |" in section  # throughput
+    assert "### Publish goodput" in section
+    assert "generator limited no row" in section or "**The load generator limited" in section
     assert "1,000 PBKDF2 iterations" in section
     assert "### Reconnect storm after a broker restart" in section
     assert "| TLS, ECDSA P-256 server + password | 20 | " in section
@@ -371,3 +397,123 @@ def test_summary_and_recap() -> None:
     assert recap_totals(recap)["changed"] == 3
     with pytest.raises(BenchError, match="RECAP"):
         recap_totals("no recap here")
+
+
+class ScriptedRun:
+    """A throughput run that already ended, with the report it gives."""
+
+    def __init__(self, report: dict[str, Any]) -> None:
+        self.report = report
+
+    def wait(self, timeout: float) -> dict[str, Any]:
+        return self.report
+
+
+class LossyClient(LocalClient):
+    """A client whose QoS 1 runs lose messages above `limit` messages per second,
+    and unpaced; it records the offered rates asked for."""
+
+    def __init__(self, scratch: Path, limit: float) -> None:
+        super().__init__(scratch)
+        self.limit = limit
+        self.rates: list[float] = []
+
+    def start_loadgen(self, args: Sequence[str]) -> Running:
+        argv = list(args)
+        Path(argv[argv.index("--ready-file") + 1]).touch()
+        rate = float(argv[argv.index("--rate") + 1])
+        self.rates.append(rate)
+        offered = rate or 9000.0
+        lost = 0 if 0 < rate <= self.limit else 25
+        count = int(argv[argv.index("--count") + 1])
+        return ScriptedRun(
+            {
+                "requested": count,
+                "size": 64,
+                "pairs": 2,
+                "rate": rate or None,
+                "published": count,
+                "received": count - lost,
+                "lost": lost,
+                "loss_percent": 100 * lost / count,
+                "elapsed_s": count / offered,
+                "offered_per_second": offered,
+                "messages_per_second": (count - lost) * offered / count,
+                "loadgen_cpu_s": 0.2,
+                "loadgen_busiest_share": 0.3,
+                "timed_out": False,
+                "error": None,
+            }
+        )
+
+
+class TickingBroker:
+    """A broker whose CPU clock advances a tenth of a second per reading."""
+
+    name = "ticking"
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+
+    def usage(self, process: str) -> Usage:
+        self.cpu += 0.1
+        return Usage(pid=1, cpu_seconds=self.cpu, rss_kib=1)
+
+    def restart(self) -> None:
+        pass
+
+
+def test_a_qos1_run_that_loses_messages_is_searched_down_to_a_rate_without_loss(
+    tmp_path: Path,
+) -> None:
+    client = LossyClient(tmp_path, limit=5000.0)
+    counts = Counts(messages_qos1=1000, throughput_repeats=1, rate_search_steps=5)
+    bench = BrokerBench(TickingBroker(), client, Credentials("u", "pw"), counts, cores=2)
+    plain = Endpoint("plaintext", "127.0.0.1", 1883)
+    tls = Endpoint("tls-ecdsa", "127.0.0.1", 8883, tls=True)
+    bench.throughput("lossy", plain, [tls], 1)
+    # Unpaced, then halving [0, 9000] in whole messages per second: 4500
+    # keeps all, 6750, 5625 and 5062 lose, 4781 keeps all; for each endpoint.
+    assert client.rates == [0.0, 4500.0, 6750.0, 5625.0, 5062.0, 4781.0] * 2
+    result = bench.results["throughput"]["tls-ecdsa/qos1"]
+    assert result["rates"] == [4781.0]
+    assert result["lost"] == 0 and result["extra_runs"] == 5
+    assert [run["lost"] for run in result["searched"][0]] == [25, 0, 25, 25, 25, 0]
+    assert result["messages_per_second"]["median"] == 4781.0
+    # The CPU read before the start and after the end: 0.1 s over 1000/4781 s.
+    assert result["broker_cores"] == pytest.approx(0.478, abs=0.001)
+    assert result["broker_us_per_message"] == 100.0
+    assert result["limit"] == "round trips"
+    section = benchreport.render(
+        {
+            "command": "pytest",
+            "date": "today",
+            "machine": {"cpus": 2, "cpu": "t", "arch": "x", "kernel": "k", "openssl": "o"},
+            "broker": bench.results,
+        }
+    )
+    assert "4,781 (searched, 5 more runs)" in section
+    assert "generator limited no row" in section
+
+
+def test_a_qos1_endpoint_that_loses_at_every_rate_stops_the_bench(tmp_path: Path) -> None:
+    client = LossyClient(tmp_path, limit=0.0)
+    counts = Counts(messages_qos1=1000, throughput_repeats=1, rate_search_steps=3)
+    bench = BrokerBench(TickingBroker(), client, Credentials("u", "pw"), counts)
+    plain = Endpoint("plaintext", "127.0.0.1", 1883)
+    with pytest.raises(BenchError, match="lost messages at every offered rate tried"):
+        bench.throughput("lossy", plain, [], 1)
+    assert len(client.rates) == 4
+
+
+@pytest.mark.parametrize(
+    ("broker", "busiest", "total", "limit"),
+    [
+        (0.95, 0.3, 1.4, "broker"),
+        (0.5, 0.92, 1.5, "load generator"),
+        (0.8, 0.4, 1.85, "shared cores"),
+        (0.6, 0.4, 1.2, "round trips"),
+    ],
+)
+def test_what_limited_a_run(broker: float, busiest: float, total: float, limit: str) -> None:
+    assert bottleneck(broker, busiest, total, cores=2) == limit

@@ -452,3 +452,87 @@ def test_messages_the_broker_drops_fail_the_run_unless_loss_is_allowed(
     assert allowed.report["error"] is None
     lost = allowed.report["lost"]
     assert isinstance(lost, int) and 0 < lost < 300
+
+
+@pytest.mark.broker
+def test_pairs_share_the_messages_out_and_report_their_cpu(bench_broker: BenchBroker) -> None:
+    run = loadgen(
+        "throughput", "--qos", "1", "--count", "301", "--pairs", "3", *bench_broker.plain()
+    )
+    assert run.code == 0, run
+    report = run.report
+    assert (report["pairs"], report["published"], report["acked"]) == (3, 301, 301)
+    assert (report["received"], report["lost"], report["loss_percent"]) == (301, 0, 0.0)
+    assert str(report["topic"]).endswith("-{0..2}")
+    assert report["rate"] is None  # unpaced
+    cpu, busiest = report["loadgen_cpu_s"], report["loadgen_busiest_share"]
+    assert isinstance(cpu, float) and cpu > 0
+    assert isinstance(busiest, float) and 0 < busiest < 3
+    delivered, offered = report["messages_per_second"], report["offered_per_second"]
+    assert isinstance(delivered, float) and isinstance(offered, float)
+    assert delivered > 0 and offered > 0
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("qos", ["0", "1"])
+def test_the_offered_rate_paces_the_publishers(bench_broker: BenchBroker, qos: str) -> None:
+    # 250 messages at 500 a second over two pairs: each pair's last is due at 0.496 s.
+    args = ("--count", "250", "--pairs", "2", "--rate", "500", *bench_broker.plain())
+    run = loadgen("throughput", "--qos", qos, *args)
+    assert run.code == 0, run
+    report = run.report
+    assert report["rate"] == 500.0
+    publish_s, offered = report["publish_s"], report["offered_per_second"]
+    assert isinstance(publish_s, float) and 0.45 <= publish_s < 5
+    assert isinstance(offered, float) and offered <= 560
+    if qos == "1":
+        assert report["received"] == 250
+
+
+@pytest.mark.broker
+def test_pairs_publish_only_after_the_go_file(bench_broker: BenchBroker, tmp_path: Path) -> None:
+    ready, go = tmp_path / "ready", tmp_path / "go"
+    files = ("--ready-file", str(ready), "--go-file", str(go))
+    command = [sys.executable, str(LOADGEN), "throughput", "--qos", "1", "--count", "40"]
+    process = subprocess.Popen(
+        [*command, "--pairs", "2", *files, "--max-seconds", "3", *bench_broker.plain()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(ready, process)
+    assert ready.read_text() == "2\n"
+    never = _finish_hold(process)  # no go file: the time runs out, nothing published
+    assert never.code == 0, never
+    assert never.report["timed_out"] is True
+    assert (never.report["published"], never.report["received"]) == (0, 0)
+
+    ready.unlink()
+    process = subprocess.Popen(
+        [*command, "--pairs", "2", *files, "--max-seconds", "10", *bench_broker.plain()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait_for(ready, process)
+    go.touch()
+    started = _finish_hold(process)
+    assert started.code == 0, started
+    assert (started.report["published"], started.report["received"]) == (40, 40)
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("--count", "2", "--pairs", "3"), "--pairs 3 is more than --count 2"),
+        (("--count", "2", "--rate", "-1"), "--rate"),
+        (("--count", "2", "--rate", "nan"), "--rate"),
+        (("--count", "2", "--rate", "inf"), "--rate"),
+        (("--count", "2", "--pairs", "0"), "--pairs"),
+    ],
+)
+def test_bad_pairs_and_rates_are_usage_errors(args: tuple[str, ...], named: str) -> None:
+    run = loadgen("throughput", "--qos", "1", *args, "--host", "127.0.0.1")
+    assert run.code == 2, run
+    assert named in str(run.report["error"])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pisec.benchcore import SATURATED
+
 BEGIN = "<!-- pisec-bench: begin (written by `make bench`; edits here are lost) -->"
 END = "<!-- pisec-bench: end -->"
 
@@ -177,41 +179,103 @@ def _throughput(broker: dict[str, Any]) -> list[str]:
         return []
     rows = []
     baselines = broker.get("throughput_baselines", {})
+    done: list[dict[str, Any]] = []
     for key in ("qos0", "qos1"):
         for phase, base, results in _by_phase(throughput, baselines, key):
             base_rate = base["messages_per_second"]["median"]
+            base_cpu = base["broker_us_per_message"]
             for result in [base, *results]:
+                done.append(result)
                 rate = result["messages_per_second"]
+                offered = result["offered_per_second"]["median"]
+                lost = f"{result['lost']:,}"
+                if result["qos"] == 0:
+                    lost += f" ({result['loss_percent']:.2f}%)"
                 rows.append(
                     [
                         phase,
                         _name(result["endpoint"]),
                         str(result["qos"]),
-                        f"{rate['median']:,.0f}",
-                        f"{rate['min']:,.0f}-{rate['max']:,.0f}",
+                        f"{rate['median']:,.0f} ({rate['min']:,.0f}-{rate['max']:,.0f})",
                         _ratio(rate["median"], base_rate),
-                        str(result["lost"]),
+                        _offered(result, offered),
+                        lost,
+                        f"{result['broker_us_per_message']:.1f}",
+                        _ratio(result["broker_us_per_message"], base_cpu),
+                        f"{result['broker_cores']:.2f}",
+                        f"{result['loadgen_cores']:.2f} ({result['loadgen_busiest_cores']:.2f})",
+                        result["limit"],
                     ]
                 )
     first = next(iter(throughput.values()))
     messages = {result["qos"]: result["messages"] for result in throughput.values()}
     sizes = ", ".join(f"{count:,} at QoS {qos}" for qos, count in sorted(messages.items()))
     return [
-        "### Publish throughput",
+        "### Publish goodput",
         "",
-        f"One publisher and one subscriber on the client Pi, {first['payload_bytes']:,}-byte "
-        f"payloads, messages per run: {sizes}. Messages "
-        "per second from the first publish to the last delivery, over the repeated runs "
-        "(median, range). Each set-up repeats the plaintext baseline, run for run, "
-        "interleaved with its endpoints. QoS 1 keeps at most 20 messages in flight "
-        "(the broker's max_inflight_messages).",
+        f"{first['pairs']} publisher-subscriber pairs on the client Pi, each pair in a "
+        f"process of its own on a topic of its own, {first['payload_bytes']:,}-byte "
+        f"payloads, messages per run: {sizes}. Delivered is messages received per second, "
+        "from the first publish to the last delivery (median and range of the repeated "
+        "runs). At QoS 0 the publishers send as fast as TCP takes it and the loss is "
+        "beside the rate; at QoS 1 each keeps 20 messages in flight (the broker's "
+        "max_inflight_messages), and a run that lost any would be followed by a search "
+        "for the highest offered rate that loses none (offered: the rate the broker "
+        "took). Each set-up repeats the plaintext baseline, run for run, interleaved "
+        "with its endpoints. CPU is in cores over each run, the broker's counted from "
+        "the start signal, after its clients have connected: mosquitto's time per "
+        "message delivered, its share of a core (it has one thread), and the load "
+        "generator's processes together (the busiest one). Limit: what was saturated "
+        f"(at least {SATURATED:.0%} of a core, or of all the cores together).",
         "",
         *_table(
-            ["set-up", "endpoint", "QoS", "msg/s median", "range", "x plaintext", "lost"],
+            [
+                "set-up",
+                "endpoint",
+                "QoS",
+                "delivered msg/s",
+                "x plaintext",
+                "offered msg/s",
+                "lost",
+                "broker µs/msg",
+                "x plaintext",
+                "broker cores",
+                "generator cores (busiest)",
+                "limit",
+            ],
             rows,
             text_columns=2,
         ),
+        _verdict(done),
+        "",
     ]
+
+
+def _offered(result: dict[str, Any], offered: float) -> str:
+    """The offered rate; a search's rate when one was needed."""
+    text = f"{offered:,.0f}"
+    if result.get("extra_runs"):
+        text += f" (searched, {result['extra_runs']} more runs)"
+    return text
+
+
+def _verdict(results: list[dict[str, Any]]) -> str:
+    """Whether the load generator limited any row: the figures stand only if not."""
+    busiest = max(result["loadgen_busiest_cores"] for result in results)
+    limits: dict[str, int] = {}
+    for result in results:
+        limits[result["limit"]] = limits.get(result["limit"], 0) + 1
+    counted = ", ".join(f"{limit}: {count}" for limit, count in sorted(limits.items()))
+    if limits.get("load generator"):
+        return (
+            f"**The load generator limited {limits['load generator']} of {len(results)} "
+            f"rows** (its busiest process used {busiest:.2f} of a core): those rows "
+            f"understate the broker. Limits: {counted}."
+        )
+    return (
+        f"No load-generator process used more than {busiest:.2f} of a core, so the "
+        f"generator limited no row. Limits over the {len(results)} rows: {counted}."
+    )
 
 
 def _memory(broker: dict[str, Any]) -> list[str]:

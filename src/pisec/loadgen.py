@@ -25,6 +25,8 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(
 import argparse
 import contextlib
 import json
+import multiprocessing
+import queue
 import resource
 import selectors
 import signal
@@ -36,7 +38,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -77,6 +79,12 @@ SPARE_DESCRIPTORS = 32
 INTERRUPTED = "interrupted by SIGINT or SIGTERM"
 QOS0_BATCH_BYTES = 65_536
 COMPACT_AFTER_BYTES = 65_536  # of consumed packets at the front of the read buffer
+# A paced publisher sleeps until its next message is due, within these bounds.
+PACE_MIN_SLEEP = 0.0005
+PACE_MAX_SLEEP = 0.05
+GO_POLL_SECONDS = 0.005
+# How long past the deadline a pair's process may take to report and end.
+PAIR_GRACE_SECONDS = 5.0
 
 
 class LoadgenError(Exception):
@@ -203,8 +211,17 @@ def puback_packet(packet_id: int) -> bytes:
     return _packet(PUBACK << 4, packet_id.to_bytes(2, "big"))
 
 
-@dataclass(frozen=True, slots=True)
-class Packet:
+PUBACK_HEADER = bytes((PUBACK << 4, 2))
+
+
+def publish_header(topic: str, payload_size: int, qos: int) -> bytes:
+    """What comes before the packet identifier in every PUBLISH of one topic
+    and payload size: publish_packet without building it each time."""
+    body = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + payload_size
+    return bytes((PUBLISH << 4 | qos << 1,)) + encode_remaining_length(body) + _string(topic)
+
+
+class Packet(NamedTuple):  # a tuple: made for every message, so made cheaply
     first_byte: int
     body: bytes
 
@@ -272,6 +289,12 @@ class Connection:
         self._buffer = bytearray()
         self._start = 0
 
+    def _timeout(self, seconds: float) -> None:
+        """Set the socket's timeout only when it changes: each setting is a
+        system call, and a message costs only a few more."""
+        if self.sock.gettimeout() != seconds:
+            self.sock.settimeout(seconds)
+
     def tls_facts(self) -> tuple[str | None, str | None]:
         if isinstance(self.sock, ssl.SSLSocket):
             cipher = self.sock.cipher()
@@ -279,7 +302,7 @@ class Connection:
         return None, None
 
     def send(self, data: bytes) -> None:
-        self.sock.settimeout(self._deadline.timeout(self._options.timeout))
+        self._timeout(self._deadline.timeout(self._options.timeout))
         try:
             self.sock.sendall(data)
         except TimeoutError:
@@ -314,6 +337,17 @@ class Connection:
         if keepalive and time.monotonic() - self.last_sent >= keepalive / 2:
             self.send(PINGREQ_PACKET)
 
+    def buffered_packet(self) -> Packet | None:
+        """The next packet if the last reads brought all of it, without reading."""
+        parsed = parse_packet(self._buffer, self._start)
+        if parsed is None:
+            return None
+        packet, self._start = parsed
+        if self._start == len(self._buffer) or self._start > COMPACT_AFTER_BYTES:
+            del self._buffer[: self._start]
+            self._start = 0
+        return packet
+
     def read_packet(self, waiting_for: str) -> Packet:
         packet = self._read(waiting_for, None)
         assert packet is not None
@@ -325,15 +359,11 @@ class Connection:
 
     def _read(self, waiting_for: str, poll: float | None) -> Packet | None:
         while True:
-            parsed = parse_packet(self._buffer, self._start)
-            if parsed is not None:
-                packet, self._start = parsed
-                if self._start == len(self._buffer) or self._start > COMPACT_AFTER_BYTES:
-                    del self._buffer[: self._start]
-                    self._start = 0
+            packet = self.buffered_packet()
+            if packet is not None:
                 return packet
             cap = self._options.timeout if poll is None else poll
-            self.sock.settimeout(self._deadline.timeout(cap))
+            self._timeout(self._deadline.timeout(cap))
             try:
                 data = self.sock.recv(65_536)
             except TimeoutError:
@@ -502,14 +532,20 @@ class ThroughputReport(Report):
     size: int
     inflight: int | None
     topic: str
+    pairs: int
     granted_qos: int | None
+    rate: float | None  # the offered rate asked for, messages per second; None: unpaced
     published: int
     acked: int | None
     received: int
     lost: int  # published - received; when timed out, includes messages still on the way
+    loss_percent: float | None
     publish_s: float | None
-    elapsed_s: float | None
-    messages_per_second: float | None
+    elapsed_s: float | None  # first publish to last delivery, over all pairs
+    offered_per_second: float | None  # published / publish_s: the rate the broker took
+    messages_per_second: float | None  # delivered: received / elapsed_s (goodput)
+    loadgen_cpu_s: float  # all pairs' processes, start signal to end
+    loadgen_busiest_share: float | None  # the busiest pair process's CPU, in cores
 
 
 @dataclass(frozen=True)
@@ -605,7 +641,10 @@ def _round(value: float | None, digits: int = 3) -> float | None:
 
 
 class Subscriber(threading.Thread):
-    """Counts the messages on one topic, acknowledging QoS 1 deliveries."""
+    """Counts the messages on one topic. The PUBACKs for every QoS 1
+    delivery one read brought go back in one write, as a C client's would
+    in one loop pass: a write per message would cost more CPU than the
+    broker spends on it."""
 
     def __init__(self, connection: Connection, topic: str, expected: int, keepalive: int) -> None:
         super().__init__(name="loadgen-subscriber", daemon=True)
@@ -614,7 +653,7 @@ class Subscriber(threading.Thread):
         self.error: str | None = None
         self.done = threading.Event()
         self._connection = connection
-        self._topic = topic
+        self._topic = topic.encode("utf-8")
         self._expected = expected
         self._keepalive = keepalive
         self._stopping = threading.Event()
@@ -623,15 +662,23 @@ class Subscriber(threading.Thread):
         self._stopping.set()
 
     def run(self) -> None:
+        connection = self._connection
         try:
             while self.received < self._expected and not self._stopping.is_set():
-                packet = self._connection.poll_packet(SUBSCRIBER_POLL_SECONDS)
-                self._connection.ping_if_due(self._keepalive)
-                if packet is None or packet.kind == PINGRESP:
-                    continue
-                if packet.kind != PUBLISH:
-                    raise ProtocolError(f"subscriber got packet type {packet.kind}")
-                self._on_publish(packet)
+                packet = connection.poll_packet(SUBSCRIBER_POLL_SECONDS)
+                acks: list[bytes] = []
+                counted = self.received
+                while packet is not None:
+                    if packet.kind == PUBLISH:
+                        self._on_publish(packet, acks)
+                    elif packet.kind != PINGRESP:
+                        raise ProtocolError(f"subscriber got packet type {packet.kind}")
+                    packet = connection.buffered_packet()
+                if self.received != counted:
+                    self.last_at = time.perf_counter()
+                if acks:
+                    connection.send(b"".join(acks))
+                connection.ping_if_due(self._keepalive)
         except DeadlineError:
             pass
         except LoadgenError as exc:
@@ -639,15 +686,13 @@ class Subscriber(threading.Thread):
         finally:
             self.done.set()
 
-    def _on_publish(self, packet: Packet) -> None:
+    def _on_publish(self, packet: Packet, acks: list[bytes]) -> None:
         body = packet.body
-        qos = packet.first_byte >> 1 & 0x03
         topic_end = 2 + int.from_bytes(body[:2], "big")
-        if qos:
-            self._connection.send(puback_packet(int.from_bytes(body[topic_end : topic_end + 2])))
-        if body[2:topic_end] == self._topic.encode("utf-8"):
+        if packet.first_byte >> 1 & 0x03:
+            acks.append(PUBACK_HEADER + body[topic_end : topic_end + 2])
+        if body[2:topic_end] == self._topic:
             self.received += 1
-            self.last_at = time.perf_counter()
 
 
 def _subscribe(connection: Connection, topic: str, qos: int) -> int:
@@ -667,29 +712,62 @@ def _subscribe(connection: Connection, topic: str, qos: int) -> int:
 
 
 class Publisher:
-    """Publishes as fast as the broker allows. QoS 1 keeps a window of
-    unacknowledged messages, as mosquitto's max_inflight_messages does for
-    its own deliveries; QoS 0 writes messages in batches."""
+    """Publishes `count` messages at `rate` per second, or (rate 0) as fast
+    as the broker takes them. QoS 1 keeps a window of unacknowledged
+    messages, as mosquitto's max_inflight_messages does for its own
+    deliveries, and takes every PUBACK one read brought before refilling
+    it; QoS 0 writes messages in batches."""
 
     def __init__(
-        self, connection: Connection, topic: str, payload: bytes, qos: int, window: int
+        self,
+        connection: Connection,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        window: int,
+        rate: float = 0.0,
     ) -> None:
         self.published = 0
         self.acked: int | None = 0 if qos else None
+        self.started: float | None = None
+        self.done_at: float | None = None
         self._connection = connection
         self._topic = topic
         self._payload = payload
         self._qos = qos
         self._window = window
+        self._rate = rate
 
     def run(self, count: int) -> None:
+        self.started = time.perf_counter()
         if self._qos:
             self._run_qos1(count)
-            return
+        else:
+            self._run_qos0(count)
+        self.done_at = time.perf_counter()
+
+    def _due(self, count: int) -> int:
+        """How many messages the offered rate allows by now (all when unpaced)."""
+        if not self._rate or self.started is None:
+            return count
+        return min(count, 1 + int((time.perf_counter() - self.started) * self._rate))
+
+    def _until_due(self) -> float:
+        """Seconds until the next message is due, within the pacing bounds."""
+        if not self._rate or self.started is None:
+            return PACE_MAX_SLEEP
+        next_at = self.started + self.published / self._rate
+        return max(PACE_MIN_SLEEP, min(PACE_MAX_SLEEP, next_at - time.perf_counter()))
+
+    def _run_qos0(self, count: int) -> None:
         packet = publish_packet(self._topic, self._payload, 0)
         batch = max(1, QOS0_BATCH_BYTES // len(packet))
         while self.published < count:
-            size = min(batch, count - self.published)
+            due = self._due(count)
+            if due <= self.published:
+                time.sleep(self._until_due())
+                continue
+            size = min(batch, due - self.published)
             self._connection.send(packet * size)
             self.published += size
 
@@ -697,25 +775,139 @@ class Publisher:
         unacked: set[int] = set()
         next_id = 1
         acked = 0
+        header, payload = publish_header(self._topic, len(self._payload), 1), self._payload
         while acked < count:
-            batch = []
-            while self.published < count and len(unacked) < self._window:
-                batch.append(publish_packet(self._topic, self._payload, 1, next_id))
+            due = self._due(count)
+            batch: list[bytes] = []
+            while self.published < due and len(unacked) < self._window:
+                batch += (header, next_id.to_bytes(2, "big"), payload)
                 unacked.add(next_id)
                 next_id = next_id % MAX_PACKET_ID + 1
                 self.published += 1
             if batch:
                 self._connection.send(b"".join(batch))
-            packet = self._connection.read_packet("PUBACK")
-            if packet.kind == PINGRESP:
+            if not unacked:
+                time.sleep(self._until_due())
                 continue
-            if packet.kind != PUBACK or len(packet.body) != 2:
-                raise ProtocolError(f"publisher expected PUBACK, got packet type {packet.kind}")
-            packet_id = int.from_bytes(packet.body, "big")
-            if packet_id in unacked:
-                unacked.remove(packet_id)
-                acked += 1
-                self.acked = acked
+            if self._rate and self.published < count and len(unacked) < self._window:
+                # More messages fall due before the PUBACKs may come.
+                packet = self._connection.poll_packet(self._until_due())
+            else:
+                packet = self._connection.read_packet("PUBACK")
+            while packet is not None:
+                if packet.kind == PUBACK and len(packet.body) == 2:
+                    packet_id = int.from_bytes(packet.body, "big")
+                    if packet_id in unacked:
+                        unacked.remove(packet_id)
+                        acked += 1
+                elif packet.kind != PINGRESP:
+                    raise ProtocolError(f"publisher expected PUBACK, got packet type {packet.kind}")
+                packet = self._connection.buffered_packet()
+            self.acked = acked
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every publisher-subscriber pair of one throughput run does."""
+
+    options: Options
+    context: ssl.SSLContext | None
+    deadline: Deadline
+    topic: str  # the pair's index is appended
+    counts: tuple[int, ...]  # messages per pair
+    qos: int
+    payload: bytes
+    inflight: int
+    rate: float  # per pair; 0 is as fast as the broker takes them
+
+
+@dataclass
+class _PairResult:
+    granted: int | None = None
+    published: int = 0
+    acked: int | None = None
+    received: int = 0
+    started: float | None = None  # perf_counter (CLOCK_MONOTONIC: one clock for all pairs)
+    publish_done: float | None = None
+    last_at: float | None = None
+    cpu_s: float = 0.0  # this pair's process, from the start signal to the end
+    busy_s: float = 0.0  # the wall time that CPU figure covers
+    timed_out: bool = False
+    error: str | None = None
+
+
+def _run_pair(plan: _Plan, index: int, messages: Any, go: Any, abort: Any) -> None:
+    """One pair, in a process of its own: tells the parent when it is
+    connected and subscribed, publishes on the start signal, reports."""
+    result = _PairResult()
+    try:
+        _pair(plan, index, result, lambda: messages.put(("ready", index, None)), go, abort)
+    except Exception as exc:  # the parent reports it; a traceback here would be lost
+        result.error = result.error or f"internal error: {exc!r}"
+    messages.put(("done", index, asdict(result)))
+
+
+def _pair(
+    plan: _Plan,
+    index: int,
+    result: _PairResult,
+    ready: Callable[[], None],
+    go: Any,
+    abort: Any,
+) -> None:
+    options, deadline, count = plan.options, plan.deadline, plan.counts[index]
+    topic = f"{plan.topic}-{index}"
+    prefix = f"{options.client_id_prefix}-{plan.topic.rsplit('/', 1)[-1]}-{index}"
+    subscriber: Subscriber | None = None
+    publisher: Publisher | None = None
+    cpu_at = busy_at = None
+    with contextlib.ExitStack() as connections:
+        try:
+            sub_connection = establish(options, plan.context, deadline, f"{prefix}-sub")
+            connections.callback(sub_connection.disconnect)
+            result.granted = _subscribe(sub_connection, topic, plan.qos)
+            pub_connection = establish(options, plan.context, deadline, f"{prefix}-pub")
+            connections.callback(pub_connection.disconnect)
+            subscriber = Subscriber(sub_connection, topic, count, options.keepalive)
+            subscriber.start()
+            connections.callback(subscriber.join, DISCONNECT_TIMEOUT_SECONDS * 2)
+            connections.callback(subscriber.stop)
+            publisher = Publisher(
+                pub_connection, topic, plan.payload, plan.qos, plan.inflight, plan.rate
+            )
+            ready()
+            if not go.wait(max(0.0, deadline.remaining())):
+                raise DeadlineError
+            if abort.is_set():
+                return
+            cpu_at, busy_at = _cpu_seconds(), time.perf_counter()
+            publisher.run(count)
+            assert publisher.done_at is not None
+            result.timed_out = not _drain(subscriber, deadline, publisher.done_at)
+        except DeadlineError:
+            result.timed_out = True
+        except LoadgenError as exc:
+            result.error = exc.message
+        except KeyboardInterrupt:
+            result.error = INTERRUPTED
+        finally:
+            if cpu_at is not None and busy_at is not None:
+                result.cpu_s = _cpu_seconds() - cpu_at
+                result.busy_s = time.perf_counter() - busy_at
+    if publisher is not None:
+        result.published, result.acked = publisher.published, publisher.acked
+        result.started, result.publish_done = publisher.started, publisher.done_at
+    if subscriber is not None:
+        result.received, result.last_at = subscriber.received, subscriber.last_at
+        if result.error is None and subscriber.error:
+            result.error = subscriber.error
+
+
+def _wait_for_go(go_file: str | None, deadline: Deadline) -> None:
+    while go_file is not None and not os.path.exists(go_file):
+        if deadline.expired:
+            raise DeadlineError
+        time.sleep(GO_POLL_SECONDS)
 
 
 def run_throughput(
@@ -729,49 +921,127 @@ def run_throughput(
     inflight: int,
     topic_prefix: str,
     allow_loss: bool = False,
+    pairs: int = 1,
+    rate: float = 0.0,
+    ready_file: str | None = None,
+    go_file: str | None = None,
 ) -> ThroughputReport:
-    """One subscriber, one publisher, `count` messages on a fresh topic."""
+    """`count` messages shared out over `pairs` publisher-subscriber pairs,
+    each pair on a fresh topic of its own and in a process of its own, so
+    that the load generator is not held to one core by Python's GIL. Every
+    pair connects and subscribes first; all start publishing together,
+    after `go_file` appears if one is named. `rate` is the offered rate of
+    all pairs together, in messages per second (0: as fast as they can)."""
+    if pairs > count:
+        raise InputError(f"--pairs {pairs} is more than --count {count}: each pair needs one")
     token = _token()
-    topic = f"{topic_prefix.rstrip('/')}/{token}"
-    payload = os.urandom(size)
-    prefix = f"{options.client_id_prefix}-{token}"
-    granted: int | None = None
-    started: float | None = None
-    publish_done: float | None = None
-    subscriber: Subscriber | None = None
-    publisher: Publisher | None = None
+    plan = _Plan(
+        options=options,
+        context=context,
+        deadline=deadline,
+        topic=f"{topic_prefix.rstrip('/')}/{token}",
+        counts=tuple(
+            count // pairs + (1 if index < count % pairs else 0) for index in range(pairs)
+        ),
+        qos=qos,
+        payload=os.urandom(size),
+        inflight=inflight,
+        rate=rate / pairs,
+    )
+    fork = multiprocessing.get_context("fork")
+    messages = fork.Queue()
+    go, abort = fork.Event(), fork.Event()
+    workers = [
+        fork.Process(
+            target=_run_pair,
+            args=(plan, index, messages, go, abort),
+            name=f"loadgen-pair-{index}",
+            daemon=True,
+        )
+        for index in range(pairs)
+    ]
+    results: dict[int, dict[str, Any]] = {}
     timed_out = False
     error: str | None = None
-    with contextlib.ExitStack() as connections:
-        try:
-            sub_connection = establish(options, context, deadline, f"{prefix}-sub")
-            connections.callback(sub_connection.disconnect)
-            granted = _subscribe(sub_connection, topic, qos)
-            pub_connection = establish(options, context, deadline, f"{prefix}-pub")
-            connections.callback(pub_connection.disconnect)
-            subscriber = Subscriber(sub_connection, topic, count, options.keepalive)
-            subscriber.start()
-            connections.callback(subscriber.join, DISCONNECT_TIMEOUT_SECONDS * 2)
-            connections.callback(subscriber.stop)
-            publisher = Publisher(pub_connection, topic, payload, qos, inflight)
-            started = time.perf_counter()
-            publisher.run(count)
-            publish_done = time.perf_counter()
-            timed_out = not _drain(subscriber, deadline, publish_done)
-        except DeadlineError:
-            timed_out = True
-        except LoadgenError as exc:
-            error = exc.message
-        except KeyboardInterrupt:
-            error = INTERRUPTED
-    published = publisher.published if publisher else 0
-    received = subscriber.received if subscriber else 0
-    last_at = subscriber.last_at if subscriber else None
-    if error is None and subscriber is not None and subscriber.error:
-        error = subscriber.error
+    try:
+        for worker in workers:
+            worker.start()
+        waiting = set(range(pairs))
+        while waiting:
+            kind, index, payload = messages.get(timeout=max(0.01, deadline.remaining()))
+            waiting.discard(index)
+            if kind == "done":
+                results[index] = payload
+        if results:
+            abort.set()  # a pair failed before the start: none publishes
+        else:
+            _announce_ready(pairs, ready_file)
+            _wait_for_go(go_file, deadline)
+        go.set()
+        while len(results) < pairs:
+            _kind, index, payload = messages.get(
+                timeout=max(0.01, deadline.remaining()) + PAIR_GRACE_SECONDS
+            )
+            if _kind == "done":
+                results[index] = payload
+    except (queue.Empty, DeadlineError):
+        timed_out = True
+    except LoadgenError as exc:
+        error = exc.message
+    except KeyboardInterrupt:
+        error = INTERRUPTED
+    finally:
+        abort.set()
+        go.set()
+        for worker in workers:
+            worker.join(PAIR_GRACE_SECONDS if worker.pid is not None else 0)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(PAIR_GRACE_SECONDS)
+    return _throughput_report(
+        options,
+        deadline,
+        plan,
+        results,
+        count=count,
+        pairs=pairs,
+        rate=rate,
+        timed_out=timed_out,
+        error=error,
+        allow_loss=allow_loss,
+    )
+
+
+def _throughput_report(
+    options: Options,
+    deadline: Deadline,
+    plan: _Plan,
+    results: dict[int, dict[str, Any]],
+    *,
+    count: int,
+    pairs: int,
+    rate: float,
+    timed_out: bool,
+    error: str | None,
+    allow_loss: bool,
+) -> ThroughputReport:
+    done = [results[index] for index in sorted(results)]
+    for index, result in sorted(results.items()):
+        if error is None and result["error"]:
+            error = result["error"] if pairs == 1 else f"pair {index}: {result['error']}"
+    timed_out = timed_out or len(done) < pairs or any(result["timed_out"] for result in done)
+    published = sum(result["published"] for result in done)
+    received = sum(result["received"] for result in done)
+    qos = plan.qos
     if error is None and not timed_out:
-        error = _loss_error(qos, topic, published, received, allow_loss)
-    elapsed = last_at - started if last_at is not None and started is not None else None
+        error = _loss_error(qos, f"{plan.topic}-*", published, received, allow_loss)
+    starts = [result["started"] for result in done if result["started"] is not None]
+    ends = [result["last_at"] for result in done if result["last_at"] is not None]
+    sent = [result["publish_done"] for result in done if result["publish_done"] is not None]
+    started = min(starts) if starts else None
+    elapsed = max(ends) - started if ends and started is not None else None
+    publish_s = max(sent) - started if sent and started is not None else None
+    shares = [result["cpu_s"] / result["busy_s"] for result in done if result["busy_s"] > 0]
     return ThroughputReport(
         command="throughput",
         target=options.target,
@@ -780,17 +1050,23 @@ def run_throughput(
         error=error,
         wall_s=round(time.monotonic() - deadline.started, 3),
         qos=qos,
-        size=size,
-        inflight=inflight if qos else None,
-        topic=topic,
-        granted_qos=granted,
+        size=len(plan.payload),
+        inflight=plan.inflight if qos else None,
+        topic=f"{plan.topic}-0" if pairs == 1 else f"{plan.topic}-{{0..{pairs - 1}}}",
+        pairs=pairs,
+        granted_qos=min((r["granted"] for r in done if r["granted"] is not None), default=None),
+        rate=rate or None,
         published=published,
-        acked=publisher.acked if publisher else None,
+        acked=sum(result["acked"] or 0 for result in done) if qos else None,
         received=received,
         lost=max(0, published - received),
-        publish_s=_round(publish_done - started, 6) if publish_done and started else None,
+        loss_percent=round(100 * (published - received) / published, 3) if published else None,
+        publish_s=_round(publish_s, 6),
         elapsed_s=_round(elapsed, 6),
+        offered_per_second=round(published / publish_s, 1) if publish_s else None,
         messages_per_second=round(received / elapsed, 1) if elapsed else None,
+        loadgen_cpu_s=round(sum(result["cpu_s"] for result in done), 3),
+        loadgen_busiest_share=round(max(shares), 3) if shares else None,
     )
 
 
@@ -1238,6 +1514,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, not {text}")
+    return value
+
+
 def _bounded_int(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         value = int(text)
@@ -1290,7 +1573,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     connect.add_argument("--count", type=_positive_int, required=True)
     throughput = commands.add_parser(
-        "throughput", parents=[common], help="N messages from one publisher to one subscriber"
+        "throughput",
+        parents=[common],
+        help="N messages from publishers to subscribers, one pair per process",
     )
     throughput.add_argument("--count", type=_positive_int, required=True)
     throughput.add_argument("--qos", type=int, choices=(0, 1), required=True)
@@ -1309,6 +1594,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="QoS 1 messages awaiting PUBACK (default: 20, mosquitto's max_inflight_messages)",
     )
     throughput.add_argument("--topic-prefix", default="pisec/bench")
+    throughput.add_argument(
+        "--pairs",
+        type=_bounded_int(1, 64),
+        default=1,
+        help="publisher-subscriber pairs, each in a process of its own (default: 1)",
+    )
+    throughput.add_argument(
+        "--rate",
+        type=_non_negative_float,
+        default=0.0,
+        help="offered messages per second, all pairs together (default: 0, unpaced)",
+    )
+    throughput.add_argument("--ready-file", help="written once every pair is subscribed")
+    throughput.add_argument("--go-file", help="the pairs start publishing when this file appears")
     hold = commands.add_parser(
         "hold", parents=[common], help="open N connections and hold them together"
     )
@@ -1401,6 +1700,10 @@ def run(args: argparse.Namespace, options: Options, deadline: Deadline) -> Repor
             inflight=args.inflight,
             topic_prefix=args.topic_prefix,
             allow_loss=args.allow_loss,
+            pairs=args.pairs,
+            rate=args.rate,
+            ready_file=args.ready_file,
+            go_file=args.go_file,
         )
     if args.command == "storm":
         return run_storm(
