@@ -23,6 +23,7 @@ import pytest
 from pisec import benchreport
 from pisec.bench import recap_totals
 from pisec.benchcore import (
+    LIMITS,
     BenchError,
     BrokerBench,
     Counts,
@@ -221,7 +222,13 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert qos1["broker_us_per_message"] >= 0 and qos1["broker_cores"] >= 0
     assert qos1["loadgen_busiest_cores"] > 0
     assert qos1["loadgen_cores"] > 0
-    assert qos1["limit"] in ("broker", "load generator", "shared cores", "round trips")
+    # The row's limit is the worst of its runs', each from that run's CPU shares.
+    runs = [searched[0]["shares"] for searched in qos1["searched"]]
+    limits = [
+        bottleneck(run["broker"], run["loadgen_busiest"], run["total"], bench.cores) for run in runs
+    ]
+    assert qos1["limit"] == max(limits, key=LIMITS.index)
+    assert qos1["loadgen_busiest_cores"] == max(run["loadgen_busiest"] for run in runs)
     assert qos1["baseline"]["endpoint"] == "plaintext"
     qos0 = bench.results["throughput"]["tls-ecdsa/qos0"]
     assert qos0["messages_per_second"]["median"] > 0
@@ -270,7 +277,11 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert baseline_row.split("|")[7].strip() == "1.00x"  # its latency against itself
     assert "| loopback | TLS, ECDSA P-256 server + password | 1 |" in section  # throughput
     assert "### Publish goodput" in section
-    assert "generator limited no row" in section or "**The load generator limited" in section
+    rows = [*bench.results["throughput"].values(), *bench.results["throughput_baselines"].values()]
+    if any(row["loadgen_busiest_cores"] >= 0.9 for row in rows):
+        assert "**The load generator limited" in section
+    else:
+        assert "so none limited a row by itself" in section
     assert "1,000 PBKDF2 iterations" in section
     assert "### Reconnect storm after a broker restart" in section
     assert "| TLS, ECDSA P-256 server + password | 20 | " in section
@@ -408,6 +419,9 @@ class ScriptedRun:
     def wait(self, timeout: float) -> dict[str, Any]:
         return self.report
 
+    def ended(self) -> bool:
+        return True
+
 
 class LossyClient(LocalClient):
     """A client whose QoS 1 runs lose messages above `limit` messages per second,
@@ -417,6 +431,7 @@ class LossyClient(LocalClient):
         super().__init__(scratch)
         self.limit = limit
         self.rates: list[float] = []
+        self.counts: list[int] = []
 
     def start_loadgen(self, args: Sequence[str]) -> Running:
         argv = list(args)
@@ -426,6 +441,7 @@ class LossyClient(LocalClient):
         offered = rate or 9000.0
         lost = 0 if 0 < rate <= self.limit else 25
         count = int(argv[argv.index("--count") + 1])
+        self.counts.append(count)
         return ScriptedRun(
             {
                 "requested": count,
@@ -483,7 +499,12 @@ def test_a_qos1_run_that_loses_messages_is_searched_down_to_a_rate_without_loss(
     # The CPU read before the start and after the end: 0.1 s over 1000/4781 s.
     assert result["broker_cores"] == pytest.approx(0.478, abs=0.001)
     assert result["broker_us_per_message"] == 100.0
-    assert result["limit"] == "round trips"
+    # What limited the row is what limited its unpaced run (0.1 s over
+    # 1000/9000 s: 0.9 of a core), not the paced run kept.
+    shares = [run["shares"] for run in result["searched"][0]]
+    assert (shares[0]["broker"], shares[0]["limit"]) == (0.9, "broker")
+    assert shares[-1]["limit"] == "none saturated"
+    assert result["limit"] == "broker"
     section = benchreport.render(
         {
             "command": "pytest",
@@ -493,17 +514,19 @@ def test_a_qos1_run_that_loses_messages_is_searched_down_to_a_rate_without_loss(
         }
     )
     assert "4,781 (searched, 5 more runs)" in section
-    assert "generator limited no row" in section
+    assert "so none limited a row by itself. Limits over the 2 rows: broker: 2." in section
 
 
 def test_a_qos1_endpoint_that_loses_at_every_rate_stops_the_bench(tmp_path: Path) -> None:
     client = LossyClient(tmp_path, limit=0.0)
-    counts = Counts(messages_qos1=1000, throughput_repeats=1, rate_search_steps=3)
+    counts = Counts(messages_qos1=100_000, throughput_repeats=1, rate_search_steps=3)
     bench = BrokerBench(TickingBroker(), client, Credentials("u", "pw"), counts)
     plain = Endpoint("plaintext", "127.0.0.1", 1883)
     with pytest.raises(BenchError, match="lost messages at every offered rate tried"):
         bench.throughput("lossy", plain, [], 1)
-    assert len(client.rates) == 4
+    assert client.rates == [0.0, 4500.0, 2250.0, 1125.0]
+    # A paced run sends ten seconds of messages at its rate, not all 100,000.
+    assert client.counts == [100_000, 45_000, 22_500, 11_250]
 
 
 @pytest.mark.parametrize(
@@ -511,8 +534,10 @@ def test_a_qos1_endpoint_that_loses_at_every_rate_stops_the_bench(tmp_path: Path
     [
         (0.95, 0.3, 1.4, "broker"),
         (0.5, 0.92, 1.5, "load generator"),
+        # Both at a full core: the run measured the generator.
+        (0.95, 0.95, 1.95, "load generator"),
         (0.8, 0.4, 1.85, "shared cores"),
-        (0.6, 0.4, 1.2, "round trips"),
+        (0.6, 0.4, 1.2, "none saturated"),
     ],
 )
 def test_what_limited_a_run(broker: float, busiest: float, total: float, limit: str) -> None:

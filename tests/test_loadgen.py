@@ -19,12 +19,19 @@ from pathlib import Path
 
 import pytest
 
+from pisec import loadgen as loadgen_module
 from pisec.loadgen import (
+    Deadline,
+    LoadgenError,
+    Options,
     Packet,
     ProtocolError,
+    _Plan,
+    _throughput_report,
     encode_remaining_length,
     parse_packet,
     publish_packet,
+    run_throughput,
 )
 from tests.conftest import (
     BENCH_PASSWORD,
@@ -521,7 +528,6 @@ def test_pairs_publish_only_after_the_go_file(bench_broker: BenchBroker, tmp_pat
     assert (started.report["published"], started.report["received"]) == (40, 40)
 
 
-@pytest.mark.broker
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -536,3 +542,87 @@ def test_bad_pairs_and_rates_are_usage_errors(args: tuple[str, ...], named: str)
     run = loadgen("throughput", "--qos", "1", *args, "--host", "127.0.0.1")
     assert run.code == 2, run
     assert named in str(run.report["error"])
+
+
+@pytest.mark.broker
+def test_a_pair_that_cannot_connect_stops_every_pair_before_it_publishes(
+    bench_broker: BenchBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = loadgen_module.establish
+
+    def establish(
+        options: Options, context: object, deadline: Deadline, client_id: str
+    ) -> loadgen_module.Connection:
+        if client_id.endswith("-1-sub"):
+            raise LoadgenError("refused for the test", fatal=True)
+        return real(options, None, deadline, client_id)
+
+    # The pairs' processes are forked from this one: they see the patch.
+    monkeypatch.setattr(loadgen_module, "establish", establish)
+    args = loadgen_module.build_parser().parse_args(
+        ["throughput", "--qos", "1", "--count", "10", *bench_broker.plain()]
+    )
+    report = run_throughput(
+        loadgen_module.options_from(args),
+        None,
+        Deadline(15),
+        count=10,
+        qos=1,
+        size=8,
+        inflight=20,
+        topic_prefix="pisec/bench",
+        pairs=3,
+    )
+    assert report.error == "pair 1: refused for the test"
+    assert (report.published, report.received, report.timed_out) == (0, 0, False)
+
+
+def _pair_result(**values: object) -> dict[str, object]:
+    result: dict[str, object] = {
+        "granted": 1,
+        "published": 100,
+        "acked": 100,
+        "received": 100,
+        "started": 10.0,
+        "publish_done": 11.0,
+        "last_at": 11.0,
+        "cpu_s": 0.5,
+        "busy_s": 1.0,
+        "timed_out": False,
+        "error": None,
+    }
+    result.update(values)
+    return result
+
+
+def test_the_report_of_pairs_adds_them_up_over_one_clock() -> None:
+    options = Options("h", 1883, None, None, "p", 60, 10.0, None, None, None, None, "1.2")
+    plan = _Plan(options, None, Deadline(5), "pisec/bench/t", (100, 100, 100), 1, b"x", 20, 0.0)
+    results = {
+        0: _pair_result(),
+        # Started 0.5 s later, took 2 s of which 1.5 s of CPU, lost 10.
+        1: _pair_result(
+            started=10.5, publish_done=12.0, last_at=12.5, cpu_s=1.5, busy_s=2.0, received=90
+        ),
+    }
+    report = _throughput_report(
+        options,
+        Deadline(5),
+        plan,
+        results,
+        count=300,
+        pairs=3,
+        rate=0.0,
+        timed_out=False,
+        error=None,
+        allow_loss=True,
+    )
+    # The third pair never reported: the run counts as timed out.
+    assert report.timed_out is True
+    assert (report.published, report.received, report.lost) == (200, 190, 10)
+    assert report.loss_percent == 5.0
+    assert report.elapsed_s == 2.5 and report.publish_s == 2.0
+    assert report.messages_per_second == 76.0 and report.offered_per_second == 100.0
+    assert report.loadgen_cpu_s == 2.0
+    assert report.loadgen_busiest_share == 0.75
+    assert report.topic == "pisec/bench/t-{0..2}"

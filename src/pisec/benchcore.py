@@ -65,6 +65,9 @@ class Broker(Protocol):
 class Running(Protocol):
     def wait(self, timeout: float) -> dict[str, Any]: ...
 
+    def ended(self) -> bool:
+        """Whether the process has ended (its report is then waiting)."""
+
 
 class Client(Protocol):
     """The host the load generator runs on."""
@@ -215,7 +218,7 @@ class BrokerBench:
     held_creds: Credentials | None = None
     held_iterations: int = 0  # that user's PBKDF2 iterations, for the report
     # The cores broker and client share (the bench's containers run on one machine).
-    cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    cores: int = field(default_factory=lambda: usable_cores())
     results: dict[str, Any] = field(default_factory=dict)
     # Throughput runs made, for their scratch files' names.
     _runs: int = field(default=0, init=False)
@@ -333,6 +336,7 @@ class BrokerBench:
         results = {
             label: self._throughput_result(phase, label, qos, done) for label, done in runs.items()
         }
+        self.results["cores"] = self.cores
         base = results.pop(baseline.label)
         for result in results.values():
             result["baseline"] = {
@@ -350,8 +354,10 @@ class BrokerBench:
         at QoS 1, if that one lost any (a subscriber's queue overflowed),
         a search for the highest offered rate that loses none: halving the
         interval between the last rate without loss and the first with,
-        Counts.rate_search_steps times. The run kept is the fastest without
-        loss; `searched` lists every run's offered rate, delivered rate and loss.
+        in whole messages per second, Counts.rate_search_steps times. The
+        run kept is the one at the highest rate without loss; `searched`
+        lists every run made, and what limited the row is what limited the
+        first one (a paced run saturates nothing by design).
         """
         first = self._throughput_run(endpoint, qos, rate=0.0)
         tried = [first]
@@ -359,7 +365,7 @@ class BrokerBench:
         if best is None:
             low, high = 0.0, float(first["offered_per_second"] or 0.0)
             for _ in range(self.counts.rate_search_steps):
-                rate = float(round((low + high) / 2))  # whole messages per second
+                rate = float(round((low + high) / 2))
                 if rate < 1 or rate in (low, high):
                     break
                 run = self._throughput_run(endpoint, qos, rate=rate)
@@ -374,12 +380,11 @@ class BrokerBench:
                 + ", ".join(f"{run['rate'] or 'unpaced'}: {run['lost']} lost" for run in tried)
             )
         best = dict(best)
+        best["limit"] = first["shares"]["limit"]
         best["searched"] = [
             {
-                "rate": run["rate"],
-                "offered_per_second": run["offered_per_second"],
-                "messages_per_second": run["messages_per_second"],
-                "lost": run["lost"],
+                key: run[key]
+                for key in ("rate", "offered_per_second", "messages_per_second", "lost", "shares")
             }
             for run in tried
         ]
@@ -390,12 +395,15 @@ class BrokerBench:
 
         The load generator connects and subscribes every pair first, then
         waits for a file before it publishes: the CPU the broker spends on
-        those CONNECTs (a password hash each) stays out of the figure.
+        those CONNECTs (a password hash each) stays out of the figure. A
+        paced run sends at most PACED_SECONDS of messages at its rate.
         """
         self._runs += 1
         name = f"throughput-{endpoint.label}-qos{qos}-{self._runs}"
         ready, go = self.client.scratch(f"{name}.ready"), self.client.scratch(f"{name}.go")
         count = self.counts.messages_qos0 if qos == 0 else self.counts.messages_qos1
+        if rate:
+            count = max(self.counts.pairs, min(count, int(rate * PACED_SECONDS)))
         running = self.client.start_loadgen(
             [
                 "throughput",
@@ -412,10 +420,11 @@ class BrokerBench:
         )
         deadline = time.monotonic() + self.counts.max_seconds
         while not self.client.exists(ready):
-            if time.monotonic() > deadline:
+            if running.ended() or time.monotonic() > deadline:
                 report = running.wait(timeout=self.counts.max_seconds + 30)
                 raise BenchError(
-                    f"{endpoint.label}: throughput pairs not subscribed: {json.dumps(report)[:300]}"
+                    f"{endpoint.label}: throughput pairs not subscribed: "
+                    f"{report.get('error') or json.dumps(report)[:300]}"
                 )
             time.sleep(0.1)
         before = self._cpu()
@@ -427,36 +436,49 @@ class BrokerBench:
                 f"{endpoint.label}: throughput at QoS {qos}: {report.get('error') or 'timed out'}"
             )
         report["broker_cpu_s"] = {name: after[name] - before[name] for name in after}
+        report["shares"] = self._shares(report)
         return report
+
+    def _shares(self, run: dict[str, Any]) -> dict[str, Any]:
+        """CPU in cores over one run (first publish to last delivery), and what limited it."""
+        elapsed = float(run["elapsed_s"])
+        broker = run["broker_cpu_s"]["mosquitto"] / elapsed
+        loadgen = float(run["loadgen_cpu_s"]) / elapsed
+        busiest = float(run["loadgen_busiest_share"] or 0.0)
+        others = {name: run["broker_cpu_s"][name] / elapsed for name in self.extra_processes}
+        total = broker + loadgen + sum(others.values())
+        return {
+            "broker": round(broker, 3),
+            "loadgen": round(loadgen, 3),
+            "loadgen_busiest": round(busiest, 3),
+            "others": {name: round(share, 3) for name, share in others.items()},
+            "total": round(total, 3),
+            "limit": bottleneck(broker, busiest, total, self.cores),
+        }
 
     def _throughput_result(
         self, phase: str, label: str, qos: int, done: list[dict[str, Any]]
     ) -> dict[str, Any]:
-        """One endpoint's runs summarised; CPU shares are in cores, over each run's time."""
+        """One endpoint's runs summarised: rates and CPU over the runs kept,
+        the limit the worst of theirs (see LIMITS)."""
 
         def median(values: Iterator[float]) -> float:
             return statistics.median(list(values))
 
-        broker_share = median(run["broker_cpu_s"]["mosquitto"] / run["elapsed_s"] for run in done)
-        loadgen_share = median(run["loadgen_cpu_s"] / run["elapsed_s"] for run in done)
-        busiest = max(float(run["loadgen_busiest_share"] or 0.0) for run in done)
-        others = {
-            name: round(median(run["broker_cpu_s"][name] / run["elapsed_s"] for run in done), 3)
-            for name in self.extra_processes
-        }
-        total = broker_share + loadgen_share + sum(others.values())
+        published = sum(int(run["published"]) for run in done)
+        lost = sum(int(run["lost"]) for run in done)
         return {
             "endpoint": label,
             "phase": phase,
             "qos": qos,
-            "messages": done[0]["requested"],
+            "messages": max(int(run["requested"]) for run in done),
             "payload_bytes": done[0]["size"],
             "pairs": done[0]["pairs"],
             "messages_per_second": summary([float(run["messages_per_second"]) for run in done]),
             "offered_per_second": summary([float(run["offered_per_second"]) for run in done]),
             "rates": [run["rate"] for run in done],
-            "lost": sum(int(run["lost"]) for run in done),
-            "loss_percent": round(median(float(run["loss_percent"] or 0) for run in done), 3),
+            "lost": lost,
+            "loss_percent": round(100 * lost / published, 3) if published else 0.0,
             "extra_runs": sum(len(run["searched"]) - 1 for run in done),
             "searched": [run["searched"] for run in done],
             "broker_us_per_message": round(
@@ -465,11 +487,18 @@ class BrokerBench:
                 ),
                 2,
             ),
-            "broker_cores": round(broker_share, 3),
-            "loadgen_cores": round(loadgen_share, 3),
-            "loadgen_busiest_cores": round(busiest, 3),
-            "other_cores": others,
-            "limit": bottleneck(broker_share, busiest, total, self.cores),
+            "broker_cores": round(median(run["shares"]["broker"] for run in done), 3),
+            "loadgen_cores": round(median(run["shares"]["loadgen"] for run in done), 3),
+            "loadgen_busiest_cores": max(
+                float(searched["shares"]["loadgen_busiest"])
+                for run in done
+                for searched in run["searched"]
+            ),
+            "other_cores": {
+                name: round(median(run["shares"]["others"][name] for run in done), 3)
+                for name in self.extra_processes
+            },
+            "limit": max((run["limit"] for run in done), key=LIMITS.index),
         }
 
     @contextmanager
@@ -615,20 +644,31 @@ class BrokerBench:
 
 # A component using this share of a core, or more, is the limit.
 SATURATED = 0.9
+# What limited a throughput run, from the figure that stands to the one
+# that does not: a row reports the last of its runs' limits in this order.
+LIMITS = ("broker", "none saturated", "shared cores", "load generator")
+# A paced run (a QoS 1 rate search) sends this many seconds of messages at most.
+PACED_SECONDS = 10.0
 
 
 def bottleneck(broker: float, busiest_loadgen: float, total: float, cores: int) -> str:
-    """What limited a throughput run, from CPU shares in cores: mosquitto
-    (one thread), the busiest load-generator process, or all the cores
-    that broker, load generator and tunnel share; else neither, and the
-    round trips of the in-flight windows set the pace."""
-    if broker >= SATURATED:
-        return "broker"
+    """What limited a throughput run, from CPU shares in cores. A load-
+    generator process at a full core comes first: the run then says how
+    fast the generator is, whatever the broker did. Then mosquitto (one
+    thread) at a full core; then every core the broker, load generator and
+    tunnel share, all busy; else nothing was saturated."""
     if busiest_loadgen >= SATURATED:
         return "load generator"
+    if broker >= SATURATED:
+        return "broker"
     if total >= SATURATED * cores:
         return "shared cores"
-    return "round trips"
+    return "none saturated"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (the bench's containers share them)."""
+    return len(os.sched_getaffinity(0)) or 1
 
 
 def _refuse_again(results: dict[str, Any], *keys: str) -> None:
@@ -644,6 +684,9 @@ class RunningProcess:
     def __init__(self, process: subprocess.Popen[str], what: str) -> None:
         self.process = process
         self.what = what
+
+    def ended(self) -> bool:
+        return self.process.poll() is not None
 
     def wait(self, timeout: float) -> dict[str, Any]:
         try:

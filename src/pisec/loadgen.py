@@ -675,7 +675,7 @@ class Subscriber(threading.Thread):
                         raise ProtocolError(f"subscriber got packet type {packet.kind}")
                     packet = connection.buffered_packet()
                 if self.received != counted:
-                    self.last_at = time.perf_counter()
+                    self.last_at = monotonic()
                 if acks:
                     connection.send(b"".join(acks))
                 connection.ping_if_due(self._keepalive)
@@ -739,25 +739,25 @@ class Publisher:
         self._rate = rate
 
     def run(self, count: int) -> None:
-        self.started = time.perf_counter()
+        self.started = monotonic()
         if self._qos:
             self._run_qos1(count)
         else:
             self._run_qos0(count)
-        self.done_at = time.perf_counter()
+        self.done_at = monotonic()
 
     def _due(self, count: int) -> int:
         """How many messages the offered rate allows by now (all when unpaced)."""
         if not self._rate or self.started is None:
             return count
-        return min(count, 1 + int((time.perf_counter() - self.started) * self._rate))
+        return min(count, 1 + int((monotonic() - self.started) * self._rate))
 
     def _until_due(self) -> float:
         """Seconds until the next message is due, within the pacing bounds."""
         if not self._rate or self.started is None:
             return PACE_MAX_SLEEP
         next_at = self.started + self.published / self._rate
-        return max(PACE_MIN_SLEEP, min(PACE_MAX_SLEEP, next_at - time.perf_counter()))
+        return max(PACE_MIN_SLEEP, min(PACE_MAX_SLEEP, next_at - monotonic()))
 
     def _run_qos0(self, count: int) -> None:
         packet = publish_packet(self._topic, self._payload, 0)
@@ -827,7 +827,7 @@ class _PairResult:
     published: int = 0
     acked: int | None = None
     received: int = 0
-    started: float | None = None  # perf_counter (CLOCK_MONOTONIC: one clock for all pairs)
+    started: float | None = None  # monotonic(): one clock for every pair's process
     publish_done: float | None = None
     last_at: float | None = None
     cpu_s: float = 0.0  # this pair's process, from the start signal to the end
@@ -876,11 +876,10 @@ def _pair(
                 pub_connection, topic, plan.payload, plan.qos, plan.inflight, plan.rate
             )
             ready()
-            if not go.wait(max(0.0, deadline.remaining())):
-                raise DeadlineError
+            _wait_for_start(go, deadline, pub_connection, options.keepalive)
             if abort.is_set():
                 return
-            cpu_at, busy_at = _cpu_seconds(), time.perf_counter()
+            cpu_at, busy_at = _cpu_seconds(), monotonic()
             publisher.run(count)
             assert publisher.done_at is not None
             result.timed_out = not _drain(subscriber, deadline, publisher.done_at)
@@ -892,8 +891,16 @@ def _pair(
             result.error = INTERRUPTED
         finally:
             if cpu_at is not None and busy_at is not None:
+                # Over the pair's work, not the idle wait for lost messages
+                # at its end: that wait costs next to no CPU, and counting
+                # its seconds would make a busy process look idle.
                 result.cpu_s = _cpu_seconds() - cpu_at
-                result.busy_s = time.perf_counter() - busy_at
+                worked = [busy_at]
+                if publisher is not None and publisher.done_at is not None:
+                    worked.append(publisher.done_at)
+                if subscriber is not None and subscriber.last_at is not None:
+                    worked.append(subscriber.last_at)
+                result.busy_s = max(worked) - busy_at
     if publisher is not None:
         result.published, result.acked = publisher.published, publisher.acked
         result.started, result.publish_done = publisher.started, publisher.done_at
@@ -901,6 +908,15 @@ def _pair(
         result.received, result.last_at = subscriber.received, subscriber.last_at
         if result.error is None and subscriber.error:
             result.error = subscriber.error
+
+
+def _wait_for_start(go: Any, deadline: Deadline, connection: Connection, keepalive: int) -> None:
+    """Wait for the start signal, keeping the publisher's connection alive
+    (the subscriber's thread keeps its own)."""
+    while not go.wait(min(max(0.0, deadline.remaining()), keepalive / 2 if keepalive else 1.0)):
+        if deadline.expired:
+            raise DeadlineError
+        connection.ping_if_due(keepalive)
 
 
 def _wait_for_go(go_file: str | None, deadline: Deadline) -> None:
@@ -993,11 +1009,7 @@ def run_throughput(
     finally:
         abort.set()
         go.set()
-        for worker in workers:
-            worker.join(PAIR_GRACE_SECONDS if worker.pid is not None else 0)
-            if worker.is_alive():
-                worker.terminate()
-                worker.join(PAIR_GRACE_SECONDS)
+        _end_workers(workers, messages, results)
     return _throughput_report(
         options,
         deadline,
@@ -1010,6 +1022,22 @@ def run_throughput(
         error=error,
         allow_loss=allow_loss,
     )
+
+
+def _end_workers(workers: list[Any], messages: Any, results: dict[int, dict[str, Any]]) -> None:
+    """Let the pairs' processes end, taking the reports still on the way;
+    after PAIR_GRACE_SECONDS for all together, stop those left."""
+    started = [worker for worker in workers if worker.pid is not None]
+    until = time.monotonic() + PAIR_GRACE_SECONDS
+    while any(worker.is_alive() for worker in started) and time.monotonic() < until:
+        with contextlib.suppress(queue.Empty):
+            kind, index, payload = messages.get(timeout=0.05)
+            if kind == "done":
+                results.setdefault(index, payload)
+    for worker in started:
+        if worker.is_alive():
+            worker.kill()
+        worker.join(PAIR_GRACE_SECONDS)
 
 
 def _throughput_report(
@@ -1060,7 +1088,9 @@ def _throughput_report(
         acked=sum(result["acked"] or 0 for result in done) if qos else None,
         received=received,
         lost=max(0, published - received),
-        loss_percent=round(100 * (published - received) / published, 3) if published else None,
+        loss_percent=round(100 * max(0, published - received) / published, 3)
+        if published
+        else None,
         publish_s=_round(publish_s, 6),
         elapsed_s=_round(elapsed, 6),
         offered_per_second=round(published / publish_s, 1) if publish_s else None,
@@ -1077,7 +1107,7 @@ def _drain(subscriber: Subscriber, deadline: Deadline, publish_done: float) -> b
         if deadline.expired:
             return False
         heard = max(subscriber.last_at or publish_done, publish_done)
-        if time.perf_counter() - heard > DRAIN_IDLE_SECONDS:
+        if monotonic() - heard > DRAIN_IDLE_SECONDS:
             return True
     return True
 
@@ -1294,6 +1324,11 @@ class StormReport(Report):
     first_back_s: float | None
     loadgen_cpu_s: float | None
     nofile_limit: int | None
+
+
+def monotonic() -> float:
+    """CLOCK_MONOTONIC by name: the pairs' processes compare their times."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 def _cpu_seconds() -> float:
