@@ -484,7 +484,16 @@ def test_a_qos1_run_that_loses_messages_is_searched_down_to_a_rate_without_loss(
 ) -> None:
     client = LossyClient(tmp_path, limit=5000.0)
     counts = Counts(messages_qos1=1000, throughput_repeats=1, rate_search_steps=5)
-    bench = BrokerBench(TickingBroker(), client, Credentials("u", "pw"), counts, cores=2)
+    bench = BrokerBench(
+        TickingBroker(),
+        client,
+        Credentials("u", "pw"),
+        counts,
+        cores=2,
+        # The client's tunnel, read as the broker's processes are.
+        client_host=TickingBroker(),
+        client_processes=("wireguard-go",),
+    )
     plain = Endpoint("plaintext", "127.0.0.1", 1883)
     tls = Endpoint("tls-ecdsa", "127.0.0.1", 8883, tls=True)
     bench.throughput("lossy", plain, [tls], 1)
@@ -503,8 +512,11 @@ def test_a_qos1_run_that_loses_messages_is_searched_down_to_a_rate_without_loss(
     # 1000/9000 s: 0.9 of a core), not the paced run kept.
     shares = [run["shares"] for run in result["searched"][0]]
     assert (shares[0]["broker"], shares[0]["limit"]) == (0.9, "broker")
-    assert shares[-1]["limit"] == "none saturated"
+    # The paced run kept: broker 0.48, generator 0.96, client tunnel 0.48 of 2 cores.
+    assert shares[-1]["limit"] == "shared cores"
     assert result["limit"] == "broker"
+    assert shares[0]["others"] == {"client wireguard-go": 0.9}
+    assert result["other_cores"] == {"client wireguard-go": pytest.approx(0.478, abs=0.001)}
     section = benchreport.render(
         {
             "command": "pytest",
@@ -514,6 +526,7 @@ def test_a_qos1_run_that_loses_messages_is_searched_down_to_a_rate_without_loss(
         }
     )
     assert "4,781 (searched, 5 more runs)" in section
+    assert "| client wireguard-go 0.48 | broker |" in section
     assert "so none limited a row by itself. Limits over the 2 rows: broker: 2." in section
 
 

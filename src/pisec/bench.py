@@ -491,6 +491,8 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
         creds,
         counts,
         extra_processes=("wireguard-go",),
+        client_host=ContainerBroker(docker, client_name),
+        client_processes=("wireguard-go",),
         held_creds=held,
         held_iterations=HELD_ITERATIONS,
     )

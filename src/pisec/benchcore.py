@@ -219,6 +219,11 @@ class BrokerBench:
     held_iterations: int = 0  # that user's PBKDF2 iterations, for the report
     # The cores broker and client share (the bench's containers run on one machine).
     cores: int = field(default_factory=lambda: usable_cores())
+    # Processes on the client host that carry its traffic (its wireguard-go),
+    # read through `client_host`: their CPU counts in a throughput run's
+    # shared cores, under "client NAME".
+    client_host: Broker | None = None
+    client_processes: tuple[str, ...] = ()
     results: dict[str, Any] = field(default_factory=dict)
     # Throughput runs made, for their scratch files' names.
     _runs: int = field(default=0, init=False)
@@ -228,6 +233,14 @@ class BrokerBench:
             name: self.broker.usage(name).cpu_seconds
             for name in ("mosquitto", *self.extra_processes)
         }
+
+    def _all_cpu(self) -> dict[str, float]:
+        """The broker's processes and, if named, the client's tunnel."""
+        cpu = self._cpu()
+        if self.client_host is not None:
+            for name in self.client_processes:
+                cpu[f"client {name}"] = self.client_host.usage(name).cpu_seconds
+        return cpu
 
     def _loadgen(self, command: str, endpoint: Endpoint, *args: str) -> dict[str, Any]:
         """One bounded run of the load generator against `endpoint`."""
@@ -427,10 +440,10 @@ class BrokerBench:
                     f"{report.get('error') or json.dumps(report)[:300]}"
                 )
             time.sleep(0.1)
-        before = self._cpu()
+        before = self._all_cpu()
         self.client.touch(go)
         report = running.wait(timeout=self.counts.max_seconds + 30)
-        after = self._cpu()
+        after = self._all_cpu()
         if report.get("error") or report.get("timed_out") or not report.get("elapsed_s"):
             raise BenchError(
                 f"{endpoint.label}: throughput at QoS {qos}: {report.get('error') or 'timed out'}"
@@ -445,7 +458,11 @@ class BrokerBench:
         broker = run["broker_cpu_s"]["mosquitto"] / elapsed
         loadgen = float(run["loadgen_cpu_s"]) / elapsed
         busiest = float(run["loadgen_busiest_share"] or 0.0)
-        others = {name: run["broker_cpu_s"][name] / elapsed for name in self.extra_processes}
+        others = {
+            name: seconds / elapsed
+            for name, seconds in run["broker_cpu_s"].items()
+            if name != "mosquitto"
+        }
         total = broker + loadgen + sum(others.values())
         return {
             "broker": round(broker, 3),
@@ -496,7 +513,7 @@ class BrokerBench:
             ),
             "other_cores": {
                 name: round(median(run["shares"]["others"][name] for run in done), 3)
-                for name in self.extra_processes
+                for name in done[0]["shares"]["others"]
             },
             "limit": max((run["limit"] for run in done), key=LIMITS.index),
         }

@@ -204,6 +204,7 @@ def _throughput(broker: dict[str, Any]) -> list[str]:
                         _ratio(result["broker_us_per_message"], base_cpu),
                         f"{result['broker_cores']:.2f}",
                         f"{result['loadgen_cores']:.2f} ({result['loadgen_busiest_cores']:.2f})",
+                        _others(result["other_cores"]),
                         result["limit"],
                     ]
                 )
@@ -226,9 +227,11 @@ def _throughput(broker: dict[str, Any]) -> list[str]:
         "endpoints. CPU is counted from the start signal, after the clients have "
         "connected, and given in cores over each run: mosquitto's time per message "
         "delivered and its share of a core (it has one thread), and the load "
-        "generator's processes together (the busiest one). Limit: what was "
+        "generator's processes together (the busiest one); other cores: the tunnel's "
+        "processes (wireguard-go on broker and client) where they worked. Limit: what was "
         f"saturated, at least {SATURATED:.0%} of a core, or of all the cores together "
-        "(shared cores); for a searched row, in its first, unpaced run.",
+        "(shared cores); a row gives the least trustworthy of its runs' limits, and a "
+        "searched row that of its first, unpaced run.",
         "",
         *_table(
             [
@@ -243,6 +246,7 @@ def _throughput(broker: dict[str, Any]) -> list[str]:
                 "µs/msg x plaintext",
                 "broker cores",
                 "generator cores (busiest)",
+                "other cores",
                 "limit",
             ],
             rows,
@@ -251,6 +255,12 @@ def _throughput(broker: dict[str, Any]) -> list[str]:
         _verdict(done, int(broker.get("cores", 0))),
         "",
     ]
+
+
+def _others(cores: dict[str, float]) -> str:
+    """The other processes' cores, those that did any work."""
+    busy = [f"{name} {share:.2f}" for name, share in cores.items() if share >= 0.01]
+    return ", ".join(busy) or "-"
 
 
 def _offered(result: dict[str, Any], offered: float) -> str:
