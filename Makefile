@@ -48,7 +48,7 @@ molecule: venv image ## Molecule scenarios in systemd containers
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PISEC_PYTHON_PREFIX=$$(scripts/python-prefix.sh $(BIN)/python) \
 	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
 
-bench: venv image ## Measure what TLS, the VPN and provisioning cost (docs/benchmarks.md, about 22 min)
+bench: venv image ## Measure what TLS, the VPN and provisioning cost (docs/benchmarks.md, about 29 min)
 	@scripts/ensure-docker.sh
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m pisec.bench --output docs/benchmarks
