@@ -335,11 +335,17 @@ def test_throughput_on_a_topic_the_acl_forbids_fails(bench_broker: BenchBroker) 
     assert (run.report["published"], run.report["received"]) == (10, 0)
 
 
-def _start_hold(*args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, str(LOADGEN), "hold", "--hold-seconds", "60", "--max-seconds", "15"]
+def _start_loadgen(*args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(LOADGEN), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+
+
+def _start_hold(*args: str) -> subprocess.Popen[str]:
+    return _start_loadgen("hold", "--hold-seconds", "60", "--max-seconds", "15", *args)
 
 
 def _wait_for(ready: Path, process: subprocess.Popen[str]) -> None:
@@ -499,14 +505,9 @@ def test_the_offered_rate_paces_the_publishers(bench_broker: BenchBroker, qos: s
 @pytest.mark.broker
 def test_pairs_publish_only_after_the_go_file(bench_broker: BenchBroker, tmp_path: Path) -> None:
     ready, go = tmp_path / "ready", tmp_path / "go"
+    command = ("throughput", "--qos", "1", "--count", "40", "--pairs", "2", *bench_broker.plain())
     files = ("--ready-file", str(ready), "--go-file", str(go))
-    command = [sys.executable, str(LOADGEN), "throughput", "--qos", "1", "--count", "40"]
-    process = subprocess.Popen(
-        [*command, "--pairs", "2", *files, "--max-seconds", "3", *bench_broker.plain()],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_loadgen(*command, *files, "--max-seconds", "3")
     _wait_for(ready, process)
     assert ready.read_text() == "2\n"
     never = _finish_hold(process)  # no go file: the time runs out, nothing published
@@ -515,12 +516,7 @@ def test_pairs_publish_only_after_the_go_file(bench_broker: BenchBroker, tmp_pat
     assert (never.report["published"], never.report["received"]) == (0, 0)
 
     ready.unlink()
-    process = subprocess.Popen(
-        [*command, "--pairs", "2", *files, "--max-seconds", "10", *bench_broker.plain()],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = _start_loadgen(*command, *files, "--max-seconds", "10")
     _wait_for(ready, process)
     go.touch()
     started = _finish_hold(process)

@@ -242,6 +242,16 @@ class BrokerBench:
                 cpu[f"client {name}"] = self.client_host.usage(name).cpu_seconds
         return cpu
 
+    def _ready(self, running: Running, ready: str, seconds: float) -> bool:
+        """Whether the load generator wrote its ready file on the client
+        before it ended or `seconds` passed."""
+        deadline = time.monotonic() + seconds
+        while not self.client.exists(ready):
+            if running.ended() or time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        return True
+
     def _loadgen(self, command: str, endpoint: Endpoint, *args: str) -> dict[str, Any]:
         """One bounded run of the load generator against `endpoint`."""
         return self.client.loadgen(
@@ -431,15 +441,12 @@ class BrokerBench:
                 *("--client-id-prefix", f"bench-throughput-{endpoint.label}"),
             ]
         )
-        deadline = time.monotonic() + self.counts.max_seconds
-        while not self.client.exists(ready):
-            if running.ended() or time.monotonic() > deadline:
-                report = running.wait(timeout=self.counts.max_seconds + 30)
-                raise BenchError(
-                    f"{endpoint.label}: throughput pairs not subscribed: "
-                    f"{report.get('error') or json.dumps(report)[:300]}"
-                )
-            time.sleep(0.1)
+        if not self._ready(running, ready, self.counts.max_seconds):
+            report = running.wait(timeout=self.counts.max_seconds + 30)
+            raise BenchError(
+                f"{endpoint.label}: throughput pairs not subscribed: "
+                f"{report.get('error') or json.dumps(report)[:300]}"
+            )
         before = self._all_cpu()
         self.client.touch(go)
         report = running.wait(timeout=self.counts.max_seconds + 30)
@@ -549,16 +556,13 @@ class BrokerBench:
                 f"bench-hold-{endpoint.label}",
             ]
         )
-        deadline = time.monotonic() + self.counts.max_seconds
-        while not self.client.exists(ready):
-            if time.monotonic() > deadline:
-                self.client.touch(release)
-                report = running.wait(timeout=60)
-                raise BenchError(
-                    f"{endpoint.label}: {count} clients not connected within "
-                    f"{self.counts.max_seconds:.0f} s: {json.dumps(report)[:300]}"
-                )
-            time.sleep(0.2)
+        if not self._ready(running, ready, self.counts.max_seconds):
+            self.client.touch(release)
+            report = running.wait(timeout=60)
+            raise BenchError(
+                f"{endpoint.label}: {count} clients not connected within "
+                f"{self.counts.max_seconds:.0f} s: {json.dumps(report)[:300]}"
+            )
         try:
             yield
         finally:
@@ -625,15 +629,11 @@ class BrokerBench:
                 *("--client-id-prefix", f"bench-storm-{endpoint.label}"),
             ]
         )
-        deadline = time.monotonic() + limit
-        while not self.client.exists(ready):
-            if time.monotonic() > deadline:
-                report = running.wait(timeout=limit + 30)
-                raise BenchError(
-                    f"{endpoint.label}: {count} storm clients not connected: "
-                    f"{json.dumps(report)[:300]}"
-                )
-            time.sleep(0.2)
+        if not self._ready(running, ready, limit):
+            report = running.wait(timeout=limit + 30)
+            raise BenchError(
+                f"{endpoint.label}: {count} storm clients not connected: {json.dumps(report)[:300]}"
+            )
         self.broker.restart()
         report = running.wait(timeout=limit + 30)
         broker_cpu = self.broker.usage("mosquitto").cpu_seconds

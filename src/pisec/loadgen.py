@@ -207,11 +207,7 @@ def publish_packet(topic: str, payload: bytes, qos: int, packet_id: int = 0) -> 
     return _packet(PUBLISH << 4 | qos << 1, _string(topic) + packet_id_bytes + payload)
 
 
-def puback_packet(packet_id: int) -> bytes:
-    return _packet(PUBACK << 4, packet_id.to_bytes(2, "big"))
-
-
-PUBACK_HEADER = bytes((PUBACK << 4, 2))
+PUBACK_HEADER = bytes((PUBACK << 4, 2))  # the packet identifier follows
 
 
 def publish_header(topic: str, payload_size: int, qos: int) -> bytes:
