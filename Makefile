@@ -7,8 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_SOURCES := src tests roles plugins molecule
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# The simulated Pis' Debian release (trixie or bookworm) and architecture
+# (amd64, or arm64 emulated with qemu): `PISEC_SUITE=bookworm make demo`.
+PISEC_SUITE ?= trixie
+PISEC_ARCH ?= amd64
+export PISEC_SUITE PISEC_ARCH
 
-.PHONY: help deps venv image demo demo-clean lint unit molecule bench bench-ansible bench-smoke test lock clean
+.PHONY: help deps venv image demo demo-clean lint unit molecule molecule-bookworm molecule-arm64 bench bench-ansible bench-smoke test lock clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -25,7 +30,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml | deps
 
 venv: $(VENV)/.installed ## Create .venv with Ansible, Molecule, linters and pisec
 
-image: deps ## Build the simulated-Pi image (Debian bookworm + systemd), once
+image: deps ## Build the simulated-Pi image (Debian $PISEC_SUITE on $PISEC_ARCH + systemd), once
 	@scripts/build-image.sh >/dev/null
 
 demo: venv image ## Provision a broker Pi and a client Pi in containers and show a working TLS broker
@@ -41,12 +46,17 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, mypy --strict
 	@echo "==> mypy --strict"; $(BIN)/mypy
 
 unit: venv ## pytest (needs the mosquitto binary for the broker tests)
-	@$(BIN)/pytest
+	@$(BIN)/pytest -n auto --dist loadfile
 
 molecule: venv image ## Molecule scenarios in systemd containers
-	@scripts/ensure-docker.sh
-	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PISEC_PYTHON_PREFIX=$$(scripts/python-prefix.sh $(BIN)/python) \
-	  PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
+	@scripts/molecule.sh
+
+molecule-bookworm: venv deps ## The default scenario on bookworm Pis too (CI proves both releases)
+	@PISEC_SUITE=bookworm PISEC_ARCH=amd64 scripts/molecule.sh default
+
+molecule-arm64: venv ## An emulated arm64 trixie Pi converges and serves MQTT over TLS
+	@PISEC_ARCH=arm64 scripts/install-deps.sh
+	@PISEC_SUITE=trixie PISEC_ARCH=arm64 scripts/molecule.sh arm64
 
 bench: venv image ## Measure what TLS, the VPN and provisioning cost (docs/benchmarks.md, about 29 min)
 	@scripts/ensure-docker.sh
@@ -63,7 +73,7 @@ bench-smoke: venv image ## The bench with tiny counts and a 1-Pi fleet (proves i
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m pisec.bench --smoke --output .bench-smoke/benchmarks
 
-test: lint unit molecule bench-smoke ## Everything CI checks
+test: lint unit molecule molecule-bookworm molecule-arm64 bench-smoke ## Everything CI checks
 
 lock: ## Re-resolve requirements.txt from pyproject.toml
 	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet -e '.[ansible,dev]' \

@@ -1,23 +1,37 @@
 #!/usr/bin/env bash
-# Build the "simulated Raspberry Pi" image: Debian bookworm with systemd as
-# PID 1 and python3, made with debootstrap and imported with `docker import`
-# because no container registry is reachable. Built once; reused by tag.
+# Build the "simulated Raspberry Pi" image: Debian with systemd as PID 1 and
+# python3, made with debootstrap and imported with `docker import` because no
+# container registry is reachable. Built once per suite and architecture;
+# reused by tag.
 #
-# The tag carries a hash of this script, so changing the package list builds
-# a new image and an unchanged script never rebuilds.
+#   PISEC_SUITE  trixie (default: Raspberry Pi OS since October 2025) or bookworm
+#   PISEC_ARCH   amd64 (default) or arm64, emulated with qemu-user-static
+#
+# The tag carries the suite, the architecture and a hash of this script, so
+# changing the package list builds a new image and an unchanged script never
+# rebuilds.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 . "$here/lib.sh"
 
-# Raspberry Pi OS (bookworm) ships these on every image (sshd is enabled with
+# Raspberry Pi OS ships these on every image (sshd is enabled with
 # `ssh` in the boot partition); the roles rely on nothing more than a fresh
 # Pi has.
 packages=python3,python3-apt,systemd,systemd-sysv,dbus,iproute2,ca-certificates,openssl,procps,openssh-server
 
-repo="${PISEC_IMAGE_REPO:-pisec/bookworm-systemd}"
-tag="$(sha256sum "$0" | cut -c1-12)"
-image="$repo:$tag"
+suite="${PISEC_SUITE:-trixie}"
+arch="${PISEC_ARCH:-amd64}"
+case "$suite" in
+  bookworm|trixie) ;;
+  *) pisec_die "PISEC_SUITE: '$suite' is not one of: trixie, bookworm" ;;
+esac
+case "$arch" in
+  amd64|arm64) ;;
+  *) pisec_die "PISEC_ARCH: '$arch' is not one of: amd64, arm64" ;;
+esac
+repo="${PISEC_IMAGE_REPO:-pisec/pi-systemd}"
+image="$repo:$suite-$arch-$(sha256sum "$0" | cut -c1-12)"
 
 if [ "${1:-}" = "--print-tag" ]; then
   echo "$image"
@@ -32,13 +46,33 @@ if pisec_docker image inspect "$image" >/dev/null 2>&1; then
 fi
 
 command -v debootstrap >/dev/null || pisec_die "debootstrap: not installed (run 'make deps' first)"
+emulated=false
+if [ "$arch" != "$(dpkg --print-architecture)" ]; then
+  emulated=true
+  "$here/ensure-binfmt.sh" "$arch"
+fi
 mirror=$(pisec_debian_mirror)
 root=$(mktemp -d /var/tmp/pisec-rootfs.XXXXXX)
-trap 'rm -rf "$root"' EXIT
+# debootstrap mounts /proc (and more) inside the root while it configures
+# packages, and can leave it mounted when an emulated process still holds
+# it. Unmount everything below the root before anything is packed or
+# removed; rm and tar stay on the root's own file system regardless.
+unmount_below() {
+  local target
+  findmnt -rn -o TARGET | awk -v root="$1/" 'index($0, root) == 1' | sort -r \
+    | while IFS= read -r target; do umount "$target" 2>/dev/null || umount -l "$target"; done
+}
+trap 'unmount_below "$root"; rm -rf --one-file-system "$root"' EXIT
 
-pisec_log "debootstrap bookworm into $root (about a minute)"
-debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" \
+if $emulated; then
+  pisec_log "debootstrap $suite/$arch into $root (emulated: about five minutes)"
+else
+  pisec_log "debootstrap $suite/$arch into $root (about a minute)"
+fi
+debootstrap --arch="$arch" --variant=minbase --include="$packages" "$suite" "$root" "$mirror" \
   | while IFS= read -r line; do case "$line" in I:\ Retrieving*|I:\ Validating*) ;; *) echo "   $line" >&2 ;; esac; done
+
+unmount_below "$root"
 
 # (docker import cannot set STOPSIGNAL: containers are started with
 # --stop-signal SIGRTMIN+3 so that systemd shuts down cleanly.)
@@ -50,6 +84,34 @@ for unit in getty@tty1.service console-getty.service systemd-udevd.service \
             systemd-journald-audit.socket; do
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
+if $emulated; then
+  # Under qemu-user, systemd (257, trixie) cannot set up the credentials of
+  # the units that import them (status 243/CREDENTIALS: journald, tmpfiles,
+  # sysusers), and logind's namespace sandbox fails (226/NAMESPACE). On a real
+  # arm64 Pi both work; in the emulated Pi those units run without them.
+  for unit in systemd-journald systemd-journal-flush systemd-tmpfiles-setup \
+              systemd-tmpfiles-setup-dev systemd-tmpfiles-setup-dev-early \
+              systemd-sysusers; do
+    mkdir -p "$root/etc/systemd/system/$unit.service.d"
+    printf '[Service]\nImportCredential=\nLoadCredential=\n' \
+      >"$root/etc/systemd/system/$unit.service.d/pisec-emulated.conf"
+  done
+  mkdir -p "$root/etc/systemd/system/systemd-logind.service.d"
+  cat >"$root/etc/systemd/system/systemd-logind.service.d/pisec-emulated.conf" <<'UNIT'
+[Service]
+PrivateTmp=no
+PrivateDevices=no
+ProtectSystem=no
+ProtectHome=no
+ProtectKernelModules=no
+ProtectKernelLogs=no
+ProtectControlGroups=no
+ProtectClock=no
+ProtectHostname=no
+RestrictNamespaces=no
+ReadWritePaths=
+UNIT
+fi
 # Host keys are made per container at first boot, never baked into the image.
 rm -f "$root"/etc/ssh/ssh_host_*
 cat >"$root/etc/systemd/system/pisec-ssh-hostkeys.service" <<'UNIT'
@@ -77,9 +139,10 @@ chroot "$root" apt-get update -q >/dev/null
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin
 
 pisec_log "importing $image"
-tar -C "$root" -c . | pisec_docker import \
+unmount_below "$root"
+tar -C "$root" --one-file-system -c . | pisec_docker import \
   --change 'CMD ["/sbin/init"]' \
   --change 'ENV container=docker' \
   - "$image" >/dev/null
-pisec_docker tag "$image" "$repo:latest"
+pisec_docker tag "$image" "$repo:$suite-$arch"
 echo "$image"

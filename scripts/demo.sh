@@ -17,9 +17,14 @@ venv="$root/.venv"
 state="$root/inventory/demo/.pisec"
 
 start_pi() {
-  local name=$1; shift
-  if [ "$(pisec_docker inspect -f '{{.State.Running}}' "$name" 2>/dev/null)" = "true" ]; then
+  local name=$1 running; shift
+  running=$(pisec_docker inspect -f '{{.State.Running}} {{.Config.Image}}' "$name" 2>/dev/null || true)
+  if [ "$running" = "true $image" ]; then
     return
+  fi
+  if [ -n "$running" ] && [ "${running#* }" != "$image" ]; then
+    # Another release or architecture (PISEC_SUITE, PISEC_ARCH): a new Pi.
+    pisec_log "$name runs ${running#* }; replacing it with a Pi from $image"
   fi
   pisec_docker rm -f "$name" >/dev/null 2>&1 || true
   pisec_log "starting simulated Pi $name"
@@ -62,7 +67,7 @@ up() {
   local ca="$state/ca/ca.crt" writer="$state/credentials/pisec-demo" reader="$state/credentials/pisec-demo-reader"
   cat <<SUMMARY
 
-pisec demo: a TLS-only Mosquitto broker is running.
+pisec demo: a TLS-only Mosquitto broker is running (Pis: Debian ${PISEC_SUITE:-trixie}, ${PISEC_ARCH:-amd64}).
 
   CA certificate : $ca
   Broker         : 127.0.0.1:$port (TLS, from this host; container $broker:8883)

@@ -4,24 +4,31 @@
 pisec_log() { printf '\033[1;34m==> %s\033[0m\n' "$*" >&2; }
 pisec_die() { printf 'pisec: error: %s\n' "$*" >&2; exit 1; }
 
-# The Debian mirror this machine's apt already uses. Containers built from it
-# reach the same mirror, and no mirror host name is written into the repo.
+# The Debian mirror this machine's apt already uses for its own release
+# (bookworm or trixie). Containers built from it reach the same mirror, which
+# carries every suite, and no mirror host name is written into the repo.
 pisec_debian_mirror() {
-  local uri=""
+  local uri="" codename
+  codename=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
+  case "$codename" in
+    bookworm|trixie) ;;
+    *) pisec_die "/etc/os-release: '$codename' is not Debian bookworm or trixie" ;;
+  esac
   if compgen -G "/etc/apt/sources.list.d/*.sources" >/dev/null; then
-    uri=$(awk '
+    uri=$(awk -v want="$codename" '
+      function match_suite() { return u != "" && s ~ ("(^| )" want "( |$)") }
       /^[[:space:]]*#/ { next }
-      /^[[:space:]]*$/ { if (u != "" && s ~ /(^| )bookworm( |$)/) { print u; exit } u=""; s=""; next }
+      /^[[:space:]]*$/ { if (match_suite()) { print u; exit } u=""; s=""; next }
       tolower($1) == "uris:" { u=$2 }
       tolower($1) == "suites:" { $1=""; s=$0 " " }
-      END { if (u != "" && s ~ /(^| )bookworm( |$)/) print u }
+      END { if (match_suite()) print u }
     ' /etc/apt/sources.list.d/*.sources | grep -v -- '-security' | head -n1)
   fi
   if [ -z "$uri" ] && [ -f /etc/apt/sources.list ]; then
-    uri=$(awk '$1 == "deb" && $0 ~ / bookworm / && $0 !~ /security/ {
+    uri=$(awk -v want="$codename" '$1 == "deb" && $0 ~ (" " want " ") && $0 !~ /security/ {
       for (i = 2; i <= NF; i++) if ($i ~ /^(https?|file):/) { print $i; exit } }' /etc/apt/sources.list)
   fi
-  [ -n "$uri" ] || pisec_die "/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list: no Debian bookworm mirror found"
+  [ -n "$uri" ] || pisec_die "/etc/apt/sources.list.d/*.sources, /etc/apt/sources.list: no Debian $codename mirror found"
   printf '%s\n' "$uri"
 }
 

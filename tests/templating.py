@@ -9,7 +9,7 @@ import jinja2
 import yaml
 from ansible.plugins.filter.core import combine, comment, to_bool, to_json, to_nice_json
 
-from plugins.filter.pisec_settings import check_value
+from plugins.filter.pisec_settings import check_value, tls_groups
 from plugins.filter.pisec_vpn import vpn_network
 from tests.conftest import PROJECT
 
@@ -40,6 +40,7 @@ def _environment() -> jinja2.Environment:
             "to_nice_json": to_nice_json,
             "pisec_vpn_network": vpn_network,
             "pisec_check_value": check_value,
+            "pisec_tls_groups": tls_groups,
         }
     )
     return environment

@@ -290,6 +290,11 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert "Raw numbers: `docs/benchmarks.json`" in section
     other = benchreport.render(results, raw="docs/benchmarks-ansible.json")
     assert "Raw numbers: `docs/benchmarks-ansible.json`" in other
+    # The Pis' release comes from the image tag; runs before it was there
+    # were bookworm.
+    assert "are Debian bookworm (amd64) containers" in section
+    trixie = benchreport.render({**results, "image": "pisec/pi-systemd:trixie-arm64-0123456789ab"})
+    assert "are Debian trixie (arm64) containers" in trixie
 
     page = tmp_path / "benchmarks.md"
     page.write_text("# pisec benchmarks\n\nHand-written password table.\n")

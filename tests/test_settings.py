@@ -21,7 +21,7 @@ from ansible.errors import AnsibleFilterError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from plugins.filter.pisec_settings import SETTINGS, check_settings, check_value
+from plugins.filter.pisec_settings import SETTINGS, check_settings, check_value, tls_groups
 from tests.conftest import PROJECT
 from tests.templating import render, role_defaults
 
@@ -59,6 +59,7 @@ def test_every_templated_setting_has_an_allow_list() -> None:
         "pisec_wireguard_public_key",  # pisec_check_value on what a Pi reports
         "pisec_vpn_network",  # filters
         "pisec_check_value",
+        "pisec_tls_groups",
     }
     named = {
         name
@@ -192,6 +193,63 @@ def test_what_a_pi_reports_as_a_generation_must_be_one_pisec_names(reported: str
         assert check_value(accepted, "generation", "pi-7") == accepted
 
 
+OPENSSL_35_GROUPS = (
+    "secp256r1:secp384r1:secp521r1:x25519:x448:brainpoolP256r1tls13:brainpoolP384r1tls13:"
+    "brainpoolP512r1tls13:ffdhe2048:ffdhe3072:ffdhe4096:ffdhe6144:ffdhe8192:MLKEM512:"
+    "MLKEM768:MLKEM1024:SecP256r1MLKEM768:X25519MLKEM768:SecP384r1MLKEM1024\n"
+)
+BASE_GROUPS = ["X25519", "P-256", "P-384"]
+
+
+def test_post_quantum_groups_come_first_where_the_pis_openssl_lists_them() -> None:
+    """What trixie's OpenSSL 3.5 prints selects the hybrid group; bookworm's
+    3.0 knows no -tls-groups option and prints nothing on stdout."""
+    assert tls_groups(["X25519MLKEM768"], BASE_GROUPS, OPENSSL_35_GROUPS) == [
+        "X25519MLKEM768",
+        *BASE_GROUPS,
+    ]
+    assert tls_groups(["X25519MLKEM768"], BASE_GROUPS, "") == BASE_GROUPS
+    assert tls_groups([], BASE_GROUPS, OPENSSL_35_GROUPS) == BASE_GROUPS
+    # Only what the Pi lists, in the inventory's order.
+    assert tls_groups(
+        ["SecP384r1MLKEM1024", "X25519MLKEM768"], BASE_GROUPS, "x25519:X25519MLKEM768"
+    ) == ["X25519MLKEM768", *BASE_GROUPS]
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        "X25519MLKEM768\nMinProtocol = TLSv1",
+        "X25519MLKEM768:x25519 # comment",
+        "X25519MLKEM768;reboot",
+        "X25519MLKEM768:",
+        ["X25519MLKEM768"],
+        None,
+        "X25519MLKEM768:" + "x" * 65,
+    ],
+)
+def test_a_forged_group_list_selects_nothing(reported: Any) -> None:
+    """A Pi's root can print anything: what is not a plain list of names
+    selects no group, and no name outside the inventory's ever appears."""
+    assert tls_groups(["X25519MLKEM768"], BASE_GROUPS, reported) == BASE_GROUPS
+
+
+def test_post_quantum_groups_setting_is_checked() -> None:
+    assert check_settings({"pisec_mosquitto_tls_pq_groups": []}, "pi-1") == {
+        "pisec_mosquitto_tls_pq_groups": []
+    }
+    for value, message in [
+        (["X25519"], "is not a post-quantum key-exchange group"),
+        (["X25519MLKEM768", "X25519MLKEM768"], "twice"),
+        ("X25519MLKEM768", "must be a list"),
+        (["X25519MLKEM768\n"], "is not a post-quantum key-exchange group"),
+    ]:
+        with pytest.raises(
+            AnsibleFilterError, match=f"pi-1: pisec_mosquitto_tls_pq_groups .*{message}"
+        ):
+            check_settings({"pisec_mosquitto_tls_pq_groups": value}, "pi-1")
+
+
 # ---- The property: a value either is refused, or changes no file's shape ----
 
 SENTINEL = "pisecsentinel"
@@ -205,6 +263,8 @@ MOSQUITTO = {
     "ansible_managed": "Ansible managed",
     "pisec_mosquitto_vpn_address": "10.8.0.1",
     "pisec_mosquitto_vpn_interface": "pisec0",
+    # A trixie Pi: its OpenSSL lists the post-quantum groups.
+    "pisec_mosquitto__openssl_groups": {"rc": 0, "stdout": OPENSSL_35_GROUPS},
     "pisec_mosquitto__nofile": 4096,
     "pisec_mosquitto__mqtt_ports": [1883],
     "pisec_mosquitto__acl": [],
@@ -315,6 +375,13 @@ CASES: list[tuple[str, dict[str, Any], str, Any, Callable[[Any], dict[str, Any]]
         _set("pisec_mosquitto_tls13_ciphersuites"),
     ),
     (OPENSSL, {}, "pisec_mosquitto_tls_groups", ["X25519"], _set("pisec_mosquitto_tls_groups")),
+    (
+        OPENSSL,
+        {},
+        "pisec_mosquitto_tls_pq_groups",
+        ["X25519MLKEM768"],
+        _set("pisec_mosquitto_tls_pq_groups"),
+    ),
     (
         CONF,
         {},

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
@@ -76,6 +76,11 @@ TLS_GROUPS = frozenset(
         "ffdhe8192",
     }
 )
+# Hybrid post-quantum key-exchange groups (ML-KEM with an elliptic curve),
+# in OpenSSL 3.5 (trixie) and later; OpenSSL 3.0 (bookworm) has none.
+TLS_PQ_GROUPS = frozenset({"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024"})
+# What `openssl list -tls1_3 -tls-groups` prints: group names joined by ':'.
+_OPENSSL_GROUPS = re.compile(r"[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_-]{1,64}){0,255}")
 
 _DNS_NAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -273,6 +278,29 @@ def _group_list(value: Any) -> list[str]:
     return _names(TLS_GROUPS, "key-exchange group")(_list_of(_text)(value))
 
 
+def _pq_group_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        raise SettingError("must be a list of group names such as [X25519MLKEM768], or []")
+    names = _list_of(_text, most=len(TLS_PQ_GROUPS))(value)
+    return _names(TLS_PQ_GROUPS, "post-quantum key-exchange group")(names) if names else []
+
+
+def tls_groups(pq_groups: Sequence[str], groups: Sequence[str], offered: Any) -> list[str]:
+    """The broker's key-exchange groups: each of pq_groups this Pi's OpenSSL
+    offers, then groups.
+
+    `offered` is what the Pi printed for `openssl list -tls1_3 -tls-groups`
+    (OpenSSL 3.5 and later; empty where the option is unknown). It only
+    selects among names the inventory gave, so a forged list can choose
+    nothing else; anything but a plain list of names selects none.
+    """
+    text = offered.strip() if isinstance(offered, str) else ""
+    listed = (
+        {name.lower() for name in text.split(":")} if _OPENSSL_GROUPS.fullmatch(text) else set()
+    )
+    return [name for name in pq_groups if name.lower() in listed] + list(groups)
+
+
 _PORT = _integer(1, 65535)
 _LISTENER_KEYS = {
     "port": _PORT,
@@ -345,6 +373,7 @@ SETTINGS: dict[str, Check] = {
     "pisec_mosquitto_tls12_ciphers": _colon_list(TLS12_CIPHERS, "TLS 1.2 cipher"),
     "pisec_mosquitto_tls13_ciphersuites": _colon_list(TLS13_CIPHERSUITES, "TLS 1.3 cipher suite"),
     "pisec_mosquitto_tls_groups": _group_list,
+    "pisec_mosquitto_tls_pq_groups": _pq_group_list,
     "pisec_mosquitto_key_type": _choice("ecdsa", "rsa"),
     "pisec_mosquitto_key_curve": _choice("secp256r1", "secp384r1"),
     "pisec_mosquitto_key_size": _choice(2048, 3072, 4096),
@@ -481,4 +510,5 @@ class FilterModule:
         return {
             "pisec_check_settings": check_settings,
             "pisec_check_value": check_value,
+            "pisec_tls_groups": tls_groups,
         }

@@ -1,7 +1,7 @@
 """`make bench`: what pisec's security costs, measured on simulated Pis.
 
-Everything runs against the project's own containers (Debian bookworm with
-systemd, as in the Molecule scenarios), provisioned by the project's own
+Everything runs against the project's own containers (Debian trixie or
+bookworm with systemd, PISEC_SUITE, as in the Molecule scenarios), provisioned by the project's own
 playbooks:
 
 1. The broker: connect latency and broker CPU per connection, publish
@@ -774,6 +774,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "make bench",
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
+            "image": image,
             "counts": asdict(counts),
         }
         try:

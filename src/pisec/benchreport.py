@@ -451,6 +451,18 @@ def _storm(broker: dict[str, Any]) -> list[str]:
     ]
 
 
+def pis_release(results: dict[str, Any]) -> str:
+    """The simulated Pis' release and architecture, from the image's tag
+    (pisec/pi-systemd:<suite>-<arch>-<hash>); runs before the tag carried
+    them were bookworm on amd64."""
+    tag = str(results.get("image", "")).rpartition(":")[2]
+    suite, _, rest = tag.partition("-")
+    arch = rest.partition("-")[0]
+    if suite in ("bookworm", "trixie") and arch in ("amd64", "arm64"):
+        return f"{suite} ({arch})"
+    return "bookworm (amd64)"
+
+
 def render(results: dict[str, Any], raw: str = "docs/benchmarks.json") -> str:
     """The generated section of docs/benchmarks.md; `raw` names the JSON beside it."""
     machine = results["machine"]
@@ -463,7 +475,8 @@ def render(results: dict[str, Any], raw: str = "docs/benchmarks.json") -> str:
         f"Command: `{results['command']}` ({results.get('seconds', 0):.0f} s), "
         f"{results['date']}. Machine: {machine['cpus']} x {machine['cpu']} ({machine['arch']}), "
         f"kernel {machine['kernel']}, {machine['openssl']}. Broker and client are Debian "
-        "bookworm containers with systemd on this machine, provisioned by playbooks/site.yml; "
+        f"{pis_release(results)} containers with systemd on this machine, provisioned by "
+        "playbooks/site.yml; "
         "they share its cores, so compare within a table. Connect and throughput "
         "ratios are to the plaintext baseline measured in the same set-up, interleaved "
         f"with it. Raw numbers: `{raw}`.",

@@ -49,7 +49,10 @@ def scan(roots: list[str]) -> dict[str, object]:
                     continue
                 seen.add(path)
                 try:
-                    if os.path.getsize(path) > MAX_BYTES:
+                    # Size 0: an empty file holds no key, and a kernel file
+                    # (a /proc mounted anywhere below a root, such as
+                    # /proc/kmsg) reports 0 and may block when read.
+                    if not 0 < os.path.getsize(path) <= MAX_BYTES:
                         continue
                     with open(path, "rb") as handle:
                         data = handle.read()

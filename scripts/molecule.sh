@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Run Molecule scenarios on simulated Pis of one Debian release and
+# architecture (PISEC_SUITE, PISEC_ARCH; see build-image.sh):
+#   scripts/molecule.sh            default, auth, rotation and vpn
+#   scripts/molecule.sh default    the named scenarios only
+# The arm64 scenario runs only with PISEC_ARCH=arm64 (an emulated Pi).
+# The rotation scenario's CA stand-in runs the controller's .venv, so it also
+# needs an image of the controller's own release, built here too.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+scenarios=("$@")
+if [ ${#scenarios[@]} -eq 0 ]; then
+  scenarios=(default auth rotation vpn)
+fi
+for scenario in "${scenarios[@]}"; do
+  [ -f "$root/molecule/$scenario/molecule.yml" ] || pisec_die "molecule/$scenario: no such scenario"
+  if [ "$scenario" = arm64 ] && [ "${PISEC_ARCH:-amd64}" != arm64 ]; then
+    pisec_die "molecule/arm64: needs PISEC_ARCH=arm64 (make molecule-arm64)"
+  fi
+done
+
+venv="$root/.venv"
+[ -x "$venv/bin/molecule" ] || pisec_die "$venv: missing (run 'make venv' first)"
+"$here/ensure-docker.sh"
+PISEC_IMAGE=$("$here/build-image.sh" | tail -n1)
+PISEC_CONTROLLER_IMAGE=$PISEC_IMAGE
+if [[ " ${scenarios[*]} " == *" rotation "* ]]; then
+  controller=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
+  PISEC_CONTROLLER_IMAGE=$(PISEC_SUITE="$controller" PISEC_ARCH=$(dpkg --print-architecture) \
+    "$here/build-image.sh" | tail -n1)
+fi
+PISEC_PYTHON_PREFIX=$("$here/python-prefix.sh" "$venv/bin/python")
+export PISEC_IMAGE PISEC_CONTROLLER_IMAGE PISEC_PYTHON_PREFIX
+export PATH="$venv/bin:$PATH" ANSIBLE_CONFIG="$root/ansible.cfg"
+
+cd "$root"
+for scenario in "${scenarios[@]}"; do
+  pisec_log "molecule: $scenario on $PISEC_IMAGE"
+  molecule test -s "$scenario"
+done
