@@ -4,6 +4,8 @@
 #   scripts/molecule.sh            default, auth, rotation and vpn
 #   scripts/molecule.sh default    the named scenarios only
 # The arm64 scenario runs only with PISEC_ARCH=arm64 (an emulated Pi).
+# PISEC_MOLECULE_STEPS="converge idempotence verify" runs only those steps
+# (between a destroy and a destroy) instead of the scenario's whole sequence.
 # The rotation scenario's CA stand-in runs the controller's .venv, so it also
 # needs an image of the controller's own release, built here too.
 set -euo pipefail
@@ -23,6 +25,17 @@ for scenario in "${scenarios[@]}"; do
   fi
 done
 
+steps=()
+if [ -n "${PISEC_MOLECULE_STEPS:-}" ]; then
+  read -r -a steps <<<"$PISEC_MOLECULE_STEPS"
+  for step in "${steps[@]}"; do
+    case "$step" in
+      syntax|create|check|converge|idempotence|verify) ;;
+      *) pisec_die "PISEC_MOLECULE_STEPS: '$step' is not one of: syntax create check converge idempotence verify" ;;
+    esac
+  done
+fi
+
 venv="$root/.venv"
 [ -x "$venv/bin/molecule" ] || pisec_die "$venv: missing (run 'make venv' first)"
 "$here/ensure-docker.sh"
@@ -39,6 +52,17 @@ export PATH="$venv/bin:$PATH" ANSIBLE_CONFIG="$root/ansible.cfg"
 
 cd "$root"
 for scenario in "${scenarios[@]}"; do
-  pisec_log "molecule: $scenario on $PISEC_IMAGE"
-  molecule test -s "$scenario"
+  if [ ${#steps[@]} -eq 0 ]; then
+    pisec_log "molecule: $scenario on $PISEC_IMAGE"
+    molecule test -s "$scenario"
+    continue
+  fi
+  pisec_log "molecule: $scenario (${steps[*]}) on $PISEC_IMAGE"
+  molecule destroy -s "$scenario"
+  trap 'molecule destroy -s "$scenario"' EXIT
+  for step in "${steps[@]}"; do
+    molecule "$step" -s "$scenario"
+  done
+  molecule destroy -s "$scenario"
+  trap - EXIT
 done
