@@ -20,16 +20,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 # Pi has.
 packages=python3,python3-apt,systemd,systemd-sysv,dbus,iproute2,ca-certificates,openssl,procps,openssh-server
 
-suite="${PISEC_SUITE:-trixie}"
-arch="${PISEC_ARCH:-amd64}"
-case "$suite" in
-  bookworm|trixie) ;;
-  *) pisec_die "PISEC_SUITE: '$suite' is not one of: trixie, bookworm" ;;
-esac
-case "$arch" in
-  amd64|arm64) ;;
-  *) pisec_die "PISEC_ARCH: '$arch' is not one of: amd64, arm64" ;;
-esac
+suite=$(pisec_suite)
+arch=$(pisec_arch)
 repo="${PISEC_IMAGE_REPO:-pisec/pi-systemd}"
 image="$repo:$suite-$arch-$(sha256sum "$0" | cut -c1-12)"
 

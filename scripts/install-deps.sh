@@ -25,11 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-arch="${PISEC_ARCH:-amd64}"
-case "$arch" in
-  amd64|arm64) ;;
-  *) pisec_die "PISEC_ARCH: '$arch' is not one of: amd64, arm64" ;;
-esac
+arch=$(pisec_arch)
 if [ "$arch" = "$(dpkg --print-architecture)" ]; then
   exit 0
 fi

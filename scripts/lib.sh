@@ -32,6 +32,23 @@ pisec_debian_mirror() {
   printf '%s\n' "$uri"
 }
 
+# The simulated Pis' release and architecture, checked whole: PISEC_SUITE
+# (default trixie) and PISEC_ARCH (default amd64).
+pisec_suite() {
+  local suite="${PISEC_SUITE:-trixie}"
+  case "$suite" in
+    bookworm|trixie) printf '%s\n' "$suite" ;;
+    *) pisec_die "PISEC_SUITE: '$suite' is not one of: trixie, bookworm" ;;
+  esac
+}
+pisec_arch() {
+  local arch="${PISEC_ARCH:-amd64}"
+  case "$arch" in
+    amd64|arm64) printf '%s\n' "$arch" ;;
+    *) pisec_die "PISEC_ARCH: '$arch' is not one of: amd64, arm64" ;;
+  esac
+}
+
 # Debian's docker.io puts the client in /usr/bin; prefer it over any other
 # client on PATH so that client and engine come from the same package.
 pisec_docker() {
