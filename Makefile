@@ -5,6 +5,8 @@ SHELL := /bin/bash
 
 VENV := .venv
 BIN := $(VENV)/bin
+# sslyze pins an older cryptography than Ansible's: a virtualenv of its own.
+SSLYZE_VENV := .venv-sslyze
 PY_SOURCES := src tests roles plugins molecule
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The simulated Pis' Debian release (trixie or bookworm) and architecture
@@ -30,6 +32,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml | deps
 
 venv: $(VENV)/.installed ## Create .venv with Ansible, Molecule, linters and pisec
 
+$(SSLYZE_VENV)/.installed: requirements-sslyze.txt | deps
+	@echo "==> creating $(SSLYZE_VENV) with sslyze (Mozilla TLS profile checks)"
+	@test -x $(SSLYZE_VENV)/bin/python || python3 -m venv $(SSLYZE_VENV)
+	@$(SSLYZE_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sslyze.txt
+	@touch $@
+
 image: deps ## Build the simulated-Pi image (Debian $PISEC_SUITE on $PISEC_ARCH + systemd), once
 	@scripts/build-image.sh >/dev/null
 
@@ -48,11 +56,11 @@ lint: venv ## yamllint, ansible-lint (production profile), ruff, mypy --strict
 unit: venv ## pytest (needs the mosquitto binary for the broker tests)
 	@$(BIN)/pytest -n auto --dist loadfile
 
-molecule: venv image ## Molecule scenarios in systemd containers
+molecule: venv $(SSLYZE_VENV)/.installed image ## Molecule scenarios in systemd containers
 	@scripts/molecule.sh
 
 # The dry runs (check) of the default scenario run on trixie only.
-molecule-bookworm: venv deps ## The default scenario on bookworm Pis too (CI proves both releases)
+molecule-bookworm: venv $(SSLYZE_VENV)/.installed deps ## The default scenario on bookworm Pis too (CI proves both releases)
 	@PISEC_SUITE=bookworm PISEC_ARCH=amd64 PISEC_MOLECULE_STEPS="converge idempotence verify" \
 	  scripts/molecule.sh default
 
@@ -80,6 +88,9 @@ test: lint unit molecule molecule-bookworm bench-smoke ## Everything CI checks
 lock: ## Re-resolve requirements.txt from pyproject.toml
 	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet -e '.[ansible,dev]' \
 	  && /tmp/pisec-lock/bin/pip freeze --exclude-editable > requirements.txt && rm -rf /tmp/pisec-lock
+	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet sslyze \
+	  && { sed -n '/^#/p' requirements-sslyze.txt; /tmp/pisec-lock/bin/pip freeze; } > requirements-sslyze.txt.new \
+	  && mv requirements-sslyze.txt.new requirements-sslyze.txt && rm -rf /tmp/pisec-lock
 
 clean: ## Remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(SSLYZE_VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -9,7 +9,7 @@ import jinja2
 import yaml
 from ansible.plugins.filter.core import combine, comment, to_bool, to_json, to_nice_json
 
-from plugins.filter.pisec_settings import check_value, tls_groups
+from plugins.filter.pisec_settings import chacha_first, check_value, cipher_order, tls_groups
 from plugins.filter.pisec_vpn import vpn_network
 from tests.conftest import PROJECT
 
@@ -41,6 +41,8 @@ def _environment() -> jinja2.Environment:
             "pisec_vpn_network": vpn_network,
             "pisec_check_value": check_value,
             "pisec_tls_groups": tls_groups,
+            "pisec_tls_chacha_first": chacha_first,
+            "pisec_tls_cipher_order": cipher_order,
         }
     )
     return environment

@@ -235,6 +235,25 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert 0 <= qos0["loss_percent"] <= 100
     assert bench.results["throughput_baselines"]["loopback/qos1"]["lost"] == 0
 
+    # A cipher set-up (pisec.bench.CIPHER_SETUPS): handshakes, and bulk
+    # goodput of large messages, in a table of their own.
+    client.calls.clear()
+    cipher_connect = Endpoint(
+        "mtls-aes", "127.0.0.1", broker.files.tls_port, tls=True, server_name="localhost"
+    )
+    cipher_bulk = Endpoint(
+        "tls-aes", "127.0.0.1", broker.files.tls_port, tls=True, server_name="localhost"
+    )
+    bench.connects("AES instructions, AES-GCM first", plain, [(cipher_connect, 4)])
+    bench.throughput("AES instructions (bulk)", plain, [cipher_bulk], 0, bulk=True)
+    assert [(port, count) for name, port, count in client.calls if name == "throughput"] == [
+        (plain_port, str(counts.bulk_messages)),
+        (tls_port, str(counts.bulk_messages)),
+    ] * counts.throughput_repeats
+    bulk = bench.results["throughput"]["tls-aes/qos0"]
+    assert (bulk["bulk"], bulk["payload_bytes"]) == (True, counts.bulk_payload_bytes)
+    assert bench.results["connect"]["mtls-aes"]["cipher"].startswith("TLS_")
+
     memory = bench.memory(plain)["rss_kib"]
     assert list(memory) == ["0", "5", "20"]
     assert all(value > 0 for value in memory.values())
@@ -277,6 +296,14 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert baseline_row.split("|")[7].strip() == "1.00x"  # its latency against itself
     assert "| loopback | TLS, ECDSA P-256 server + password | 1 |" in section  # throughput
     assert "### Publish goodput" in section
+    goodput = section.split("### Publish goodput")[1].split("### Ciphers")[0]
+    assert "| TLS, AES instructions, AES-GCM first |" not in goodput
+    ciphers = section.split("### Ciphers")[1].splitlines()
+    cipher_row = next(line for line in ciphers if line.startswith("| AES instr"))
+    assert cipher_row.split("|")[2].strip() == bench.results["connect"]["mtls-aes"]["cipher"]
+    megabytes = bulk["messages_per_second"]["median"] * counts.bulk_payload_bytes / 1e6
+    assert cipher_row.split("|")[6].strip() == f"{megabytes:,.1f}"
+    assert f"{counts.bulk_messages:,} messages of 16,384 bytes" in section
     rows = [*bench.results["throughput"].values(), *bench.results["throughput_baselines"].values()]
     if any(row["loadgen_busiest_cores"] >= 0.9 for row in rows):
         assert "**The load generator limited" in section

@@ -21,8 +21,15 @@ from ansible.errors import AnsibleFilterError
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from plugins.filter.pisec_settings import SETTINGS, check_settings, check_value, tls_groups
-from tests.conftest import PROJECT
+from plugins.filter.pisec_settings import (
+    SETTINGS,
+    chacha_first,
+    check_settings,
+    check_value,
+    cipher_order,
+    tls_groups,
+)
+from tests.conftest import PROJECT, load_role_module
 from tests.templating import render, role_defaults
 
 KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
@@ -60,6 +67,8 @@ def test_every_templated_setting_has_an_allow_list() -> None:
         "pisec_vpn_network",  # filters
         "pisec_check_value",
         "pisec_tls_groups",
+        "pisec_tls_chacha_first",
+        "pisec_tls_cipher_order",
     }
     named = {
         name
@@ -234,6 +243,114 @@ def test_a_forged_group_list_selects_nothing(reported: Any) -> None:
     assert tls_groups(["X25519MLKEM768"], BASE_GROUPS, reported) == BASE_GROUPS
 
 
+# /proc/cpuinfo feature lines: this machine's kind of x86 CPU, a Pi 4
+# (Cortex-A72, no ARMv8 crypto extensions) and a Pi 5 (Cortex-A76).
+X86_FEATURES = (
+    "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr "
+    "sse sse2 ht syscall nx mmxext fxsr_opt pdpe1gb rdtscp lm constant_tsc rep_good nopl "
+    "cpuid extd_apicid tsc_known_freq pni pclmulqdq ssse3 fma cx16 pcid sse4_1 sse4_2 x2apic "
+    "movbe popcnt aes xsave avx f16c rdrand hypervisor lahf_lm cmp_legacy avx2 avx512f vaes"
+)
+PI4_FEATURES = "fp asimd evtstrm crc32 cpuid"
+PI5_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm"
+TLS12 = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-CHACHA20-POLY1305"
+
+
+@pytest.mark.parametrize(
+    ("order", "features", "expected"),
+    [
+        ("auto", X86_FEATURES, False),
+        ("auto", PI5_FEATURES, False),
+        ("auto", PI4_FEATURES, True),
+        ("aes", PI4_FEATURES, False),
+        ("chacha20", X86_FEATURES, True),
+        ("chacha20", "", True),
+    ],
+)
+def test_chacha20_comes_first_exactly_on_a_cpu_without_aes(
+    order: str, features: str, expected: bool
+) -> None:
+    assert chacha_first(order, features) is expected
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [
+        "",
+        None,
+        ["fp", "asimd"],
+        "fp asimd\naes",
+        "fp  asimd",
+        "fp asimd evtstrm crc32 cpuid\nflags : aes",
+        "fp asimd; aes",
+        "fp " + "x" * 65,
+        " ".join(["fp"] * 1025),
+    ],
+)
+def test_a_forged_cpu_feature_line_keeps_aes_first(reported: Any) -> None:
+    """What is not a plain feature list decides nothing: AES-GCM stays first."""
+    assert chacha_first("auto", reported) is False
+
+
+def test_cipher_order_moves_chacha20_first_and_keeps_the_rest() -> None:
+    assert cipher_order(TLS12, False) == TLS12
+    assert cipher_order(TLS12, True) == (
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
+    )
+    suites = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+    assert cipher_order(suites, True) == (
+        "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384"
+    )
+    # No ChaCha20 in the inventory's list: nothing to move, nothing added.
+    assert cipher_order("TLS_AES_128_GCM_SHA256", True) == "TLS_AES_128_GCM_SHA256"
+
+
+@pytest.mark.parametrize(
+    ("features", "options", "first12", "first13"),
+    [
+        (
+            X86_FEATURES,
+            "ServerPreference,PrioritizeChaCha",
+            "ECDHE-ECDSA-AES128-GCM-SHA256",
+            "TLS_AES_128_GCM_SHA256",
+        ),
+        (
+            PI4_FEATURES,
+            "ServerPreference",
+            "ECDHE-ECDSA-CHACHA20-POLY1305",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        ),
+    ],
+)
+def test_the_broker_files_put_the_cpus_fast_cipher_first(
+    features: str, options: str, first12: str, first13: str
+) -> None:
+    """openssl.cnf and mosquitto.conf agree on the order; with AES
+    instructions, a client that puts ChaCha20 first still gets it."""
+    context = {**MOSQUITTO, "pisec_mosquitto__tls_support": {"cpu_features": features}}
+    openssl = _render(OPENSSL, context)
+    assert re.search(rf"(?m)^Options = {options}$", openssl)
+    assert re.search(rf"(?m)^CipherString = {first12}:", openssl)
+    assert re.search(rf"(?m)^Ciphersuites = {first13}:", openssl)
+    conf = _render(CONF, {**context, "pisec_mosquitto_tls_listeners": [{"port": 8883}]})
+    assert re.search(rf"(?m)^ciphers {first12}:", conf)
+    assert re.search(rf"(?m)^ciphers_tls1.3 {first13}:", conf)
+    # The skipped module run (no groups, cipher order not auto) leaves no group list.
+    assert re.search(r"(?m)^Groups = X25519:P-256:P-384$", openssl)
+
+
+def test_cipher_order_setting_is_checked() -> None:
+    assert check_settings({"pisec_mosquitto_tls_cipher_order": "chacha20"}, "pi-1") == {
+        "pisec_mosquitto_tls_cipher_order": "chacha20"
+    }
+    for value in ("CHACHA20", "chacha20\n", "", True, "aes:chacha20"):
+        with pytest.raises(
+            AnsibleFilterError,
+            match="pi-1: pisec_mosquitto_tls_cipher_order must be one of auto, aes, chacha20",
+        ):
+            check_settings({"pisec_mosquitto_tls_cipher_order": value}, "pi-1")
+
+
 def test_post_quantum_groups_setting_is_checked() -> None:
     assert check_settings({"pisec_mosquitto_tls_pq_groups": []}, "pi-1") == {
         "pisec_mosquitto_tls_pq_groups": []
@@ -263,8 +380,12 @@ MOSQUITTO = {
     "ansible_managed": "Ansible managed",
     "pisec_mosquitto_vpn_address": "10.8.0.1",
     "pisec_mosquitto_vpn_interface": "pisec0",
-    # A trixie Pi: its OpenSSL lists the post-quantum groups.
-    "pisec_mosquitto__openssl_groups": {"rc": 0, "stdout": OPENSSL_35_GROUPS},
+    # A trixie Pi whose CPU has AES instructions: its OpenSSL lists the
+    # post-quantum groups.
+    "pisec_mosquitto__tls_support": {
+        "tls_groups": OPENSSL_35_GROUPS,
+        "cpu_features": X86_FEATURES,
+    },
     "pisec_mosquitto__nofile": 4096,
     "pisec_mosquitto__mqtt_ports": [1883],
     "pisec_mosquitto__acl": [],
@@ -560,3 +681,23 @@ def test_a_value_is_refused_or_leaves_the_file_its_shape(
 
     check()
     assert accepted, "no generated value passed: the property tested nothing"
+
+
+TLS_SUPPORT = load_role_module("pisec_mosquitto", "pisec_mosquitto_tls_support")
+
+
+def test_the_module_reports_the_first_feature_line_of_either_architecture() -> None:
+    """x86 names its features `flags`, ARM `Features`; one line per CPU."""
+    x86 = (
+        f"processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: {X86_FEATURES}\n\nprocessor\t: 1\n"
+    )
+    arm = (
+        f"processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: {PI4_FEATURES}\n"
+        "CPU implementer\t: 0x41\n\nprocessor\t: 1\nFeatures\t: fp aes\n"
+    )
+    assert TLS_SUPPORT.cpu_features(x86) == X86_FEATURES
+    assert TLS_SUPPORT.cpu_features(arm) == PI4_FEATURES
+    assert TLS_SUPPORT.cpu_features("processor\t: 0\nmodel name\t: unknown\n") == ""
+    # This machine's own line, as the controller parses it: it has AES.
+    own = TLS_SUPPORT.cpu_features(Path("/proc/cpuinfo").read_text(encoding="utf-8"))
+    assert chacha_first("auto", own) is ("aes" not in own.split())

@@ -81,6 +81,9 @@ TLS_GROUPS = frozenset(
 TLS_PQ_GROUPS = frozenset({"X25519MLKEM768", "SecP256r1MLKEM768", "SecP384r1MLKEM1024"})
 # What `openssl list -tls1_3 -tls-groups` prints: group names joined by ':'.
 _OPENSSL_GROUPS = re.compile(r"[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_-]{1,64}){0,255}")
+# The value of /proc/cpuinfo's `flags` (x86) or `Features` (ARM) line: feature
+# names separated by single spaces.
+_CPU_FEATURES = re.compile(r"[A-Za-z0-9_.-]{1,64}( [A-Za-z0-9_.-]{1,64}){0,1023}")
 
 _DNS_NAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -301,6 +304,33 @@ def tls_groups(pq_groups: Sequence[str], groups: Sequence[str], offered: Any) ->
     return [name for name in pq_groups if name.lower() in listed] + list(groups)
 
 
+def chacha_first(order: str, cpu_features: Any) -> bool:
+    """Whether the broker puts ChaCha20-Poly1305 before AES-GCM.
+
+    `order` is pisec_mosquitto_tls_cipher_order, checked by SETTINGS: `aes`,
+    `chacha20`, or `auto`, which puts ChaCha20 first exactly on a CPU without
+    AES instructions, where it is several times faster (every Pi before the
+    Pi 5). `cpu_features` is what the Pi reported from /proc/cpuinfo; only a
+    well-formed feature list that lacks `aes` counts as such a CPU, so a
+    forged or empty line keeps AES-GCM first. Either way the ciphers are the
+    inventory's, only their order changes.
+    """
+    if order != "auto":
+        return order == "chacha20"
+    text = cpu_features.strip() if isinstance(cpu_features, str) else ""
+    return _CPU_FEATURES.fullmatch(text) is not None and "aes" not in text.split(" ")
+
+
+def cipher_order(ciphers: str, chacha: bool) -> str:
+    """A checked colon list of ciphers with the ChaCha20 ones first if `chacha`,
+    each group in the inventory's order; unchanged otherwise."""
+    if not chacha:
+        return ciphers
+    names = ciphers.split(":")
+    first = [name for name in names if "CHACHA20" in name.upper()]
+    return ":".join(first + [name for name in names if name not in first])
+
+
 _PORT = _integer(1, 65535)
 _LISTENER_KEYS = {
     "port": _PORT,
@@ -374,6 +404,7 @@ SETTINGS: dict[str, Check] = {
     "pisec_mosquitto_tls13_ciphersuites": _colon_list(TLS13_CIPHERSUITES, "TLS 1.3 cipher suite"),
     "pisec_mosquitto_tls_groups": _group_list,
     "pisec_mosquitto_tls_pq_groups": _pq_group_list,
+    "pisec_mosquitto_tls_cipher_order": _choice("auto", "aes", "chacha20"),
     "pisec_mosquitto_key_type": _choice("ecdsa", "rsa"),
     "pisec_mosquitto_key_curve": _choice("secp256r1", "secp384r1"),
     "pisec_mosquitto_key_size": _choice(2048, 3072, 4096),
@@ -511,4 +542,6 @@ class FilterModule:
             "pisec_check_settings": check_settings,
             "pisec_check_value": check_value,
             "pisec_tls_groups": tls_groups,
+            "pisec_tls_chacha_first": chacha_first,
+            "pisec_tls_cipher_order": cipher_order,
         }

@@ -70,6 +70,12 @@ HELD_ITERATIONS = 1000
 PLAINTEXT_PORT = 1884  # the baseline listener, added by the bench only
 LOADGEN = "/root/pisec-loadgen.py"
 CLIENT_TLS = "/etc/pisec/tls"
+# OpenSSL's x86 capability mask that hides AES-NI and PCLMULQDQ (bits 57
+# and 33) and keeps the extended words (":~0"; without it OpenSSL would
+# also drop AVX): this machine's stand-in for a Pi 4's Cortex-A72, which
+# has no AES instructions. Set in mosquitto's environment only.
+NO_AES_MASK = "~0x200000200000000:~0"
+NO_AES_DROP_IN = "/etc/systemd/system/mosquitto.service.d/zz-pisec-bench-no-aes.conf"
 
 
 def log(message: str) -> None:
@@ -515,6 +521,7 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
         ),
     ]
     _run_steps(f"broker ({first})", steps)
+    _bench_ciphers(docker, project, inventory, bench, broker, plain, endpoint)
 
     # Plain MQTT inside WireGuard: the baseline listener reached at the hub's
     # VPN address, the data path of transport `vpn` (the role's firewall
@@ -568,6 +575,91 @@ def bench_broker(docker: Docker, project: Project, image: str, counts: Counts) -
         _run_steps(f"broker ({title})", steps)
     docker("rm", "-f", broker_name, client_name, timeout=600)
     return bench.results
+
+
+# What each cipher set-up is called, what the broker is told (`auto`, as
+# provisioned: AES-GCM first on this machine's CPU), whether its AES
+# instructions are hidden, the cipher a client that offers AES-GCM first
+# must get (Python's ssl offers TLS_AES_256_GCM_SHA384 first), and its labels.
+CIPHER_SETUPS = (
+    ("AES instructions, AES-GCM first", "auto", False, "TLS_AES_128_GCM_SHA256", "aes"),
+    ("no AES instructions, AES-GCM first", "auto", True, "TLS_AES_128_GCM_SHA256", "noaes-aes"),
+    (
+        "no AES instructions, ChaCha20 first",
+        "chacha20",
+        True,
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "noaes-chacha20",
+    ),
+)
+
+
+def _bench_ciphers(
+    docker: Docker,
+    project: Project,
+    inventory: Path,
+    bench: BrokerBench,
+    broker: ContainerBroker,
+    plain: Endpoint,
+    endpoint: Callable[..., Endpoint],
+) -> None:
+    """What the cipher costs a broker with and without AES instructions.
+
+    The stand-in for a Pi without them (every Pi before the Pi 5) is this
+    machine with AES-NI hidden from the broker's OpenSSL (NO_AES_MASK); the
+    client keeps its own. Each set-up measures mutual TLS handshakes (no
+    password hash to hide them) and bulk goodput of large messages, with the
+    plaintext baseline beside them, and checks the cipher the broker chose.
+    """
+    arch = docker("exec", broker.name, "uname", "-m").strip()
+    if arch != "x86_64":
+        log(f"ciphers: skipped, OpenSSL's AES mask is for x86_64 and the broker is {arch}")
+        return
+    provisioned = "auto"
+    for title, order, masked, cipher, suffix in CIPHER_SETUPS:
+        log(f"broker: switching to {title}")
+        if masked:
+            docker(
+                "exec",
+                broker.name,
+                "sh",
+                "-c",
+                f"printf '[Service]\\nEnvironment=OPENSSL_ia32cap={NO_AES_MASK}\\n' "
+                f"> {NO_AES_DROP_IN} && systemctl daemon-reload",
+            )
+        if order != provisioned:
+            setting = f"pisec_mosquitto_tls_cipher_order={order}"
+            project.playbook(inventory, "broker.yml", "-e", setting)
+            provisioned = order
+        broker.restart()
+        environment = docker(
+            "exec", broker.name, "sh", "-c", "tr '\\0' '\\n' < /proc/$(pidof mosquitto)/environ"
+        )
+        if (f"OPENSSL_ia32cap={NO_AES_MASK}" in environment.splitlines()) != masked:
+            raise BenchError(f"{title}: mosquitto's environment does not match the set-up")
+        tls = endpoint(f"tls-{suffix}", plain.host, 8883, tls=True)
+        mtls = endpoint(f"mtls-{suffix}", plain.host, 8884, tls=True, cert=True)
+        connects = [(mtls, bench.counts.cert_connects)]
+        _run_steps(
+            f"broker ({title})",
+            [
+                (
+                    f"connect: {plain.label}, {mtls.label}, interleaved",
+                    functools.partial(bench.connects, title, plain, connects),
+                ),
+                (
+                    f"bulk goodput QoS 0: {plain.label}, {tls.label}, interleaved",
+                    functools.partial(
+                        bench.throughput, f"{title} (bulk)", plain, [tls], 0, bulk=True
+                    ),
+                ),
+            ],
+        )
+        chosen = bench.results["connect"][mtls.label]["cipher"]
+        if chosen != cipher:
+            raise BenchError(f"{title}: the broker chose {chosen}, not {cipher}")
+    docker("exec", broker.name, "sh", "-c", f"rm -f {NO_AES_DROP_IN} && systemctl daemon-reload")
+    broker.restart()
 
 
 def _measurements(

@@ -144,6 +144,10 @@ class Counts:
     messages_qos1: int = 50000
     pairs: int = 4
     payload_bytes: int = 64
+    # Bulk runs (the cost of the cipher itself): large payloads, where
+    # encrypting and decrypting outweigh the broker's work per message.
+    bulk_messages: int = 10000
+    bulk_payload_bytes: int = 16384
     throughput_repeats: int = 3
     # A QoS 1 run that loses messages is followed by this many at offered
     # rates halving the interval between loss and none (BrokerBench._goodput).
@@ -163,6 +167,7 @@ class Counts:
             rounds=2,
             messages_qos0=2000,
             messages_qos1=1000,
+            bulk_messages=200,
             pairs=2,
             rate_search_steps=2,
             throughput_repeats=1,
@@ -334,7 +339,13 @@ class BrokerBench:
         return results
 
     def throughput(
-        self, phase: str, baseline: Endpoint, measured: Sequence[Endpoint], qos: int
+        self,
+        phase: str,
+        baseline: Endpoint,
+        measured: Sequence[Endpoint],
+        qos: int,
+        *,
+        bulk: bool = False,
     ) -> dict[str, Any]:
         """Goodput: messages delivered per second, with the CPU of broker and load generator.
 
@@ -342,7 +353,8 @@ class BrokerBench:
         `baseline` first, then each endpoint, so that every ratio is to a
         baseline measured beside it (as in `connects`). A QoS 1 run that
         lost messages is searched down (see `_goodput`); QoS 0 reports its
-        loss beside the delivered rate.
+        loss beside the delivered rate. `bulk`: Counts.bulk_messages of
+        Counts.bulk_payload_bytes each, which the cipher's speed decides.
         """
         plan = [baseline, *measured]
         if len({endpoint.label for endpoint in plan}) != len(plan):
@@ -355,9 +367,10 @@ class BrokerBench:
         runs: dict[str, list[dict[str, Any]]] = {endpoint.label: [] for endpoint in plan}
         for _ in range(max(1, self.counts.throughput_repeats)):
             for endpoint in plan:
-                runs[endpoint.label].append(self._goodput(endpoint, qos))
+                runs[endpoint.label].append(self._goodput(endpoint, qos, bulk))
         results = {
-            label: self._throughput_result(phase, label, qos, done) for label, done in runs.items()
+            label: self._throughput_result(phase, label, qos, done, bulk)
+            for label, done in runs.items()
         }
         self.results["cores"] = self.cores
         base = results.pop(baseline.label)
@@ -372,7 +385,7 @@ class BrokerBench:
         throughput.update({f"{label}/qos{qos}": result for label, result in results.items()})
         return results
 
-    def _goodput(self, endpoint: Endpoint, qos: int) -> dict[str, Any]:
+    def _goodput(self, endpoint: Endpoint, qos: int, bulk: bool = False) -> dict[str, Any]:
         """One goodput figure: a run as fast as the broker takes messages and,
         at QoS 1, if that one lost any (a subscriber's queue overflowed),
         a search for the highest offered rate that loses none: halving the
@@ -382,7 +395,7 @@ class BrokerBench:
         lists every run made, and what limited the row is what limited the
         first one (a paced run saturates nothing by design).
         """
-        first = self._throughput_run(endpoint, qos, rate=0.0)
+        first = self._throughput_run(endpoint, qos, rate=0.0, bulk=bulk)
         tried = [first]
         best = first if qos == 0 or first["lost"] == 0 else None
         if best is None:
@@ -391,7 +404,7 @@ class BrokerBench:
                 rate = float(round((low + high) / 2))
                 if rate < 1 or rate in (low, high):
                     break
-                run = self._throughput_run(endpoint, qos, rate=rate)
+                run = self._throughput_run(endpoint, qos, rate=rate, bulk=bulk)
                 tried.append(run)
                 if run["lost"] == 0:
                     low, best = rate, run
@@ -413,7 +426,9 @@ class BrokerBench:
         ]
         return best
 
-    def _throughput_run(self, endpoint: Endpoint, qos: int, rate: float) -> dict[str, Any]:
+    def _throughput_run(
+        self, endpoint: Endpoint, qos: int, rate: float, bulk: bool = False
+    ) -> dict[str, Any]:
         """One throughput run, with the broker's CPU over it alone.
 
         The load generator connects and subscribes every pair first, then
@@ -425,6 +440,9 @@ class BrokerBench:
         name = f"throughput-{endpoint.label}-qos{qos}-{self._runs}"
         ready, go = self.client.scratch(f"{name}.ready"), self.client.scratch(f"{name}.go")
         count = self.counts.messages_qos0 if qos == 0 else self.counts.messages_qos1
+        size = self.counts.payload_bytes
+        if bulk:
+            count, size = self.counts.bulk_messages, self.counts.bulk_payload_bytes
         if rate:
             count = max(self.counts.pairs, min(count, int(rate * PACED_SECONDS)))
         running = self.client.start_loadgen(
@@ -432,7 +450,7 @@ class BrokerBench:
                 "throughput",
                 *endpoint.args(self.creds),
                 *("--qos", str(qos), "--count", str(count)),
-                *("--size", str(self.counts.payload_bytes)),
+                *("--size", str(size)),
                 *("--pairs", str(self.counts.pairs), "--rate", f"{rate:.0f}"),
                 # A message the broker drops (a full queue) is a result.
                 "--allow-loss",
@@ -481,7 +499,7 @@ class BrokerBench:
         }
 
     def _throughput_result(
-        self, phase: str, label: str, qos: int, done: list[dict[str, Any]]
+        self, phase: str, label: str, qos: int, done: list[dict[str, Any]], bulk: bool = False
     ) -> dict[str, Any]:
         """One endpoint's runs summarised: rates and CPU over the runs kept,
         the limit the worst of theirs (see LIMITS)."""
@@ -497,6 +515,7 @@ class BrokerBench:
             "qos": qos,
             "messages": max(int(run["requested"]) for run in done),
             "payload_bytes": done[0]["size"],
+            "bulk": bulk,
             "pairs": done[0]["pairs"],
             "messages_per_second": summary([float(run["messages_per_second"]) for run in done]),
             "offered_per_second": summary([float(run["offered_per_second"]) for run in done]),
