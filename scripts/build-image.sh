@@ -6,6 +6,8 @@
 #
 #   PISEC_SUITE  trixie (default: Raspberry Pi OS since October 2025) or bookworm
 #   PISEC_ARCH   amd64 (default) or arm64, emulated with qemu-user-static
+#   PISEC_MOSQUITTO  empty (default: the release's own mosquitto 2.0) or 2.1,
+#                mosquitto from Debian forky on a trixie Pi (lib.sh says why)
 #
 # The tag carries the suite, the architecture and a hash of this script, so
 # changing the package list builds a new image and an unchanged script never
@@ -23,7 +25,8 @@ packages=python3,python3-apt,systemd,systemd-sysv,dbus,iproute2,ca-certificates,
 suite=$(pisec_suite)
 arch=$(pisec_arch)
 repo="${PISEC_IMAGE_REPO:-pisec/pi-systemd}"
-image="$repo:$suite-$arch-$(sha256sum "$0" | cut -c1-12)"
+mosquitto=$(pisec_mosquitto)
+image="$repo:$suite-$arch${mosquitto:+-mosquitto$mosquitto}-$(sha256sum "$0" | cut -c1-12)"
 
 if [ "${1:-}" = "--print-tag" ]; then
   echo "$image"
@@ -126,8 +129,40 @@ printf 'pisec-pi\n' >"$root/etc/hostname"
 # Package lists as a Pi that has run `apt update` once has them (debootstrap
 # leaves only its own placeholder lists, which apt mistakes for fresh ones).
 rm -rf "$root"/var/lib/apt/lists/*
+if [ -n "$mosquitto" ]; then
+  # mosquitto's packages, and what they need that trixie lacks, from forky.
+  # Debian testing's Release file is valid for a week; a mirror that is a
+  # snapshot (as here) outlives it, so this one source accepts it expired.
+  cat >"$root/etc/apt/sources.list.d/pisec-forky.sources" <<SOURCES
+Types: deb
+URIs: $mirror
+Suites: forky
+Components: main
+Check-Valid-Until: no
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  cat >"$root/etc/apt/preferences.d/pisec-mosquitto" <<'PINS'
+Package: mosquitto mosquitto-clients libmosquitto1 libmosquitto-common1
+Pin: release n=forky
+Pin-Priority: 990
+
+Package: *
+Pin: release n=forky
+Pin-Priority: 100
+PINS
+fi
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 chroot "$root" apt-get update -q >/dev/null
+if [ -n "$mosquitto" ]; then
+  # What forky's mosquitto needs newer than trixie has (libc6 among them),
+  # installed now, as the Pi's owner would; the role then installs mosquitto
+  # itself, from forky by the pin above.
+  deps=$(chroot "$root" apt-get -s -q install -t forky mosquitto mosquitto-clients \
+    | awk '/^Inst / && $2 !~ /^(mosquitto|mosquitto-clients|libmosquitto1|libmosquitto-common1)$/ { print $2 }')
+  pisec_log "from forky for mosquitto $mosquitto: ${deps//$'\n'/ }"
+  # shellcheck disable=SC2086 # one package name per word
+  chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q -t forky $deps >/dev/null
+fi
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin
 
 pisec_log "importing $image"
@@ -136,5 +171,5 @@ tar -C "$root" --one-file-system -c . | pisec_docker import \
   --change 'CMD ["/sbin/init"]' \
   --change 'ENV container=docker' \
   - "$image" >/dev/null
-pisec_docker tag "$image" "$repo:$suite-$arch"
+pisec_docker tag "$image" "$repo:$suite-$arch${mosquitto:+-mosquitto$mosquitto}"
 echo "$image"

@@ -48,6 +48,18 @@ pisec_arch() {
     *) pisec_die "PISEC_ARCH: '$arch' is not one of: amd64, arm64" ;;
   esac
 }
+# The Pis' mosquitto: empty for their release's own (2.0), or 2.1, which only
+# Debian testing (forky) ships. forky's systemd needs cgroup v2, so a 2.1 Pi
+# is a trixie Pi whose mosquitto packages come from forky.
+pisec_mosquitto() {
+  local version="${PISEC_MOSQUITTO:-}"
+  case "$version" in
+    "") ;;
+    2.1) [ "$(pisec_suite)" = trixie ] || pisec_die "PISEC_MOSQUITTO=2.1 needs PISEC_SUITE=trixie" ;;
+    *) pisec_die "PISEC_MOSQUITTO: '$version' is not empty or 2.1" ;;
+  esac
+  printf '%s\n' "$version"
+}
 
 # Debian's docker.io puts the client in /usr/bin; prefer it over any other
 # client on PATH so that client and engine come from the same package.

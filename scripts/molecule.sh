@@ -43,7 +43,7 @@ PISEC_IMAGE=$("$here/build-image.sh" | tail -n1)
 PISEC_CONTROLLER_IMAGE=$PISEC_IMAGE
 if [[ " ${scenarios[*]} " == *" rotation "* ]]; then
   controller=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
-  PISEC_CONTROLLER_IMAGE=$(PISEC_SUITE="$controller" PISEC_ARCH=$(dpkg --print-architecture) \
+  PISEC_CONTROLLER_IMAGE=$(PISEC_SUITE="$controller" PISEC_ARCH=$(dpkg --print-architecture) PISEC_MOSQUITTO= \
     "$here/build-image.sh" | tail -n1)
 fi
 PISEC_PYTHON_PREFIX=$("$here/python-prefix.sh" "$venv/bin/python")

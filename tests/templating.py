@@ -9,7 +9,13 @@ import jinja2
 import yaml
 from ansible.plugins.filter.core import combine, comment, to_bool, to_json, to_nice_json
 
-from plugins.filter.pisec_settings import chacha_first, check_value, cipher_order, tls_groups
+from plugins.filter.pisec_settings import (
+    chacha_first,
+    check_value,
+    cipher_order,
+    mosquitto_plugins,
+    tls_groups,
+)
 from plugins.filter.pisec_vpn import vpn_network
 from tests.conftest import PROJECT
 
@@ -43,6 +49,7 @@ def _environment() -> jinja2.Environment:
             "pisec_tls_groups": tls_groups,
             "pisec_tls_chacha_first": chacha_first,
             "pisec_tls_cipher_order": cipher_order,
+            "pisec_mosquitto_plugins": mosquitto_plugins,
         }
     )
     return environment

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pisec import benchreport
-from pisec.bench import recap_totals
+from pisec.bench import NO_AES_MASK, _openssl_speed, recap_totals
 from pisec.benchcore import (
     LIMITS,
     BenchError,
@@ -587,3 +587,44 @@ def test_a_qos1_endpoint_that_loses_at_every_rate_stops_the_bench(tmp_path: Path
 )
 def test_what_limited_a_run(broker: float, busiest: float, total: float, limit: str) -> None:
     assert bottleneck(broker, busiest, total, cores=2) == limit
+
+
+class SpeedDocker:
+    """Stands in for `docker exec NAME [env OPENSSL_ia32cap=M] openssl speed ...`."""
+
+    def __init__(self, outputs: dict[tuple[str, str], str]) -> None:
+        self.outputs = outputs
+        self.calls: list[tuple[str, ...]] = []
+
+    def __call__(self, *args: str, timeout: float = 300, check: bool = True) -> str:
+        self.calls.append(args)
+        mask = args[3].partition("=")[2] if args[2] == "env" else ""
+        return self.outputs[(mask, args[-1])]
+
+
+def _speed_output(name: str, kilobytes: str) -> str:
+    return (
+        "Doing AES-128-GCM ops for 1s on 16384 size blocks: 17600 AES-128-GCM ops in 1.00s\n"
+        "version: 3.5.9\nbuilt on: ...\nThe 'numbers' are in 1000s of bytes per second processed.\n"
+        f"type          16384 bytes\n{name}  {kilobytes}\n"
+    )
+
+
+def test_openssl_speed_is_read_per_cipher_with_and_without_the_mask() -> None:
+    docker = SpeedDocker(
+        {
+            ("", "aes-128-gcm"): _speed_output("AES-128-GCM", "15563685.89k"),
+            ("", "chacha20-poly1305"): _speed_output("ChaCha20-Poly1305", "3802759.17k"),
+            (NO_AES_MASK, "aes-128-gcm"): _speed_output("AES-128-GCM", "288587.78k"),
+            (NO_AES_MASK, "chacha20-poly1305"): _speed_output("ChaCha20-Poly1305", "3782557.70k"),
+        }
+    )
+    assert _openssl_speed(docker, "broker", "") == {  # type: ignore[arg-type]
+        "aes-128-gcm": 15563.7,
+        "chacha20-poly1305": 3802.8,
+    }
+    assert _openssl_speed(docker, "broker", NO_AES_MASK)["aes-128-gcm"] == 288.6  # type: ignore[arg-type]
+    assert docker.calls[-1][:4] == ("exec", "broker", "env", f"OPENSSL_ia32cap={NO_AES_MASK}")
+    garbled = SpeedDocker({("", "aes-128-gcm"): "openssl: unknown option\n"})
+    with pytest.raises(BenchError, match="openssl speed aes-128-gcm: unexpected output"):
+        _openssl_speed(garbled, "broker", "")  # type: ignore[arg-type]

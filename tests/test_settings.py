@@ -27,6 +27,7 @@ from plugins.filter.pisec_settings import (
     check_settings,
     check_value,
     cipher_order,
+    mosquitto_plugins,
     tls_groups,
 )
 from tests.conftest import PROJECT, load_role_module
@@ -69,6 +70,7 @@ def test_every_templated_setting_has_an_allow_list() -> None:
         "pisec_tls_groups",
         "pisec_tls_chacha_first",
         "pisec_tls_cipher_order",
+        "pisec_mosquitto_plugins",
     }
     named = {
         name
@@ -327,7 +329,7 @@ def test_the_broker_files_put_the_cpus_fast_cipher_first(
 ) -> None:
     """openssl.cnf and mosquitto.conf agree on the order; with AES
     instructions, a client that puts ChaCha20 first still gets it."""
-    context = {**MOSQUITTO, "pisec_mosquitto__tls_support": {"cpu_features": features}}
+    context = {**MOSQUITTO, "pisec_mosquitto__support": {"cpu_features": features}}
     openssl = _render(OPENSSL, context)
     assert re.search(rf"(?m)^Options = {options}$", openssl)
     assert re.search(rf"(?m)^CipherString = {first12}:", openssl)
@@ -382,7 +384,7 @@ MOSQUITTO = {
     "pisec_mosquitto_vpn_interface": "pisec0",
     # A trixie Pi whose CPU has AES instructions: its OpenSSL lists the
     # post-quantum groups.
-    "pisec_mosquitto__tls_support": {
+    "pisec_mosquitto__support": {
         "tls_groups": OPENSSL_35_GROUPS,
         "cpu_features": X86_FEATURES,
     },
@@ -683,7 +685,8 @@ def test_a_value_is_refused_or_leaves_the_file_its_shape(
     assert accepted, "no generated value passed: the property tested nothing"
 
 
-TLS_SUPPORT = load_role_module("pisec_mosquitto", "pisec_mosquitto_tls_support")
+SUPPORT = load_role_module("pisec_mosquitto", "pisec_mosquitto_support")
+TEST_CONFIG = load_role_module("pisec_mosquitto", "pisec_mosquitto_test_config")
 
 
 def test_the_module_reports_the_first_feature_line_of_either_architecture() -> None:
@@ -695,9 +698,128 @@ def test_the_module_reports_the_first_feature_line_of_either_architecture() -> N
         f"processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: {PI4_FEATURES}\n"
         "CPU implementer\t: 0x41\n\nprocessor\t: 1\nFeatures\t: fp aes\n"
     )
-    assert TLS_SUPPORT.cpu_features(x86) == X86_FEATURES
-    assert TLS_SUPPORT.cpu_features(arm) == PI4_FEATURES
-    assert TLS_SUPPORT.cpu_features("processor\t: 0\nmodel name\t: unknown\n") == ""
+    assert SUPPORT.cpu_features(x86) == X86_FEATURES
+    assert SUPPORT.cpu_features(arm) == PI4_FEATURES
+    assert SUPPORT.cpu_features("processor\t: 0\nmodel name\t: unknown\n") == ""
     # This machine's own line, as the controller parses it: it has AES.
-    own = TLS_SUPPORT.cpu_features(Path("/proc/cpuinfo").read_text(encoding="utf-8"))
+    own = SUPPORT.cpu_features(Path("/proc/cpuinfo").read_text(encoding="utf-8"))
     assert chacha_first("auto", own) is ("aes" not in own.split())
+
+
+PLUGIN_DIR = "/usr/lib/x86_64-linux-gnu/mosquitto"
+MOSQUITTO_21 = {"mosquitto_version": "2.1.2", "plugin_dir": PLUGIN_DIR}
+
+
+def test_mosquitto_21_gets_the_file_plugins_and_20_the_options() -> None:
+    assert mosquitto_plugins(MOSQUITTO_21) == {
+        "password_file": f"{PLUGIN_DIR}/mosquitto_password_file.so",
+        "acl_file": f"{PLUGIN_DIR}/mosquitto_acl_file.so",
+    }
+    arm = {"mosquitto_version": "3.0", "plugin_dir": "/usr/lib/aarch64-linux-gnu/mosquitto"}
+    assert mosquitto_plugins(arm)["acl_file"].startswith("/usr/lib/aarch64-linux-gnu/")
+    for older in ("2.0.21", "2.0.11", "1.6.9", ""):
+        assert mosquitto_plugins({**MOSQUITTO_21, "mosquitto_version": older}) == {}
+    # 2.1 without the plugins installed keeps the options, which it still reads.
+    assert mosquitto_plugins({**MOSQUITTO_21, "plugin_dir": ""}) == {}
+    assert mosquitto_plugins({}) == {}
+    assert mosquitto_plugins({"skipped": True}) == {}
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"plugin_dir": PLUGIN_DIR + "\nallow_anonymous true"},
+        {"plugin_dir": "/tmp/mosquitto"},
+        {"plugin_dir": "/usr/lib/../../tmp/mosquitto"},
+        {"plugin_dir": "/usr/lib/x86_64-linux-gnu/mosquitto/"},
+        {"plugin_dir": ["/usr/lib/x/mosquitto"]},
+        {"mosquitto_version": "2.1.2\nallow_anonymous true"},
+        {"mosquitto_version": "2.1.2 "},
+        {"mosquitto_version": 2.1},
+        {"mosquitto_version": "99999.1"},
+    ],
+)
+def test_a_forged_mosquitto_report_keeps_the_options(forged: dict[str, Any]) -> None:
+    """A version or plugin directory that is not plainly one changes nothing:
+    no path of the Pi's choosing reaches mosquitto.conf."""
+    assert mosquitto_plugins({**MOSQUITTO_21, **forged}) == {}
+    assert mosquitto_plugins([MOSQUITTO_21]) == {}
+
+
+def test_mosquitto_conf_for_21_has_no_deprecated_option() -> None:
+    """2.1: the plugins, no password_file, acl_file or per_listener_settings;
+    2.0: the options, as before."""
+    listeners = {"pisec_mosquitto_tls_listeners": [{"port": 8883}]}
+    newer = _render(CONF, {**MOSQUITTO, **listeners, "pisec_mosquitto__support": MOSQUITTO_21})
+    directives = [line.split()[0] for line in newer.splitlines() if line and line[0] != "#"]
+    assert not {"password_file", "acl_file", "per_listener_settings"} & set(directives)
+    assert f"global_plugin {PLUGIN_DIR}/mosquitto_password_file.so\n" in newer
+    assert "plugin_opt_password_file /etc/mosquitto/pisec/passwd\n" in newer
+    assert f"global_plugin {PLUGIN_DIR}/mosquitto_acl_file.so\n" in newer
+    assert "plugin_opt_acl_file /etc/mosquitto/pisec/acl\n" in newer
+    # Each option follows the plugin it belongs to.
+    plugins = [index for index, name in enumerate(directives) if name == "global_plugin"]
+    assert [directives[index + 1] for index in plugins] == [
+        "plugin_opt_password_file",
+        "plugin_opt_acl_file",
+    ]
+    older = _render(CONF, {**MOSQUITTO, **listeners})
+    assert "password_file /etc/mosquitto/pisec/passwd\n" in older
+    assert "acl_file /etc/mosquitto/pisec/acl\n" in older
+    assert "per_listener_settings false\n" in older
+    assert "plugin" not in older
+
+
+def test_the_support_module_reads_the_version_and_finds_the_plugins(tmp_path: Path) -> None:
+    assert SUPPORT.mosquitto_version("mosquitto version 2.1.2\n\nmosquitto is ...") == "2.1.2"
+    assert SUPPORT.mosquitto_version("Usage: mosquitto") == ""
+    for triplet, names in (
+        ("x86_64-linux-gnu", SUPPORT.PLUGINS),
+        ("aarch64-linux-gnu", SUPPORT.PLUGINS[:1]),
+    ):
+        directory = tmp_path / triplet / "mosquitto"
+        directory.mkdir(parents=True)
+        for name in names:
+            (directory / name).write_bytes(b"")
+    # Only a directory with both plugins counts.
+    found = SUPPORT.plugin_dir(str(tmp_path / "*" / "mosquitto"))
+    assert found == str(tmp_path / "x86_64-linux-gnu" / "mosquitto")
+    assert SUPPORT.plugin_dir(str(tmp_path / "none" / "*")) == ""
+
+
+def test_only_mosquitto_21_and_later_is_asked_to_test_its_configuration() -> None:
+    assert TEST_CONFIG.version("mosquitto version 2.1.2\n") == (2, 1)
+    assert TEST_CONFIG.version("mosquitto version 2.0.21\n") == (2, 0)
+    assert TEST_CONFIG.version("mosquitto version 10.0\n") == (10, 0)
+    assert TEST_CONFIG.version("nothing") is None
+
+
+class FakeMosquitto:
+    """Answers `mosquitto -h` with a version and --test-config with a verdict."""
+
+    def __init__(self, version: str, valid: bool = True) -> None:
+        self.version, self.valid = version, valid
+        self.calls: list[list[str]] = []
+
+    def __call__(self, argv: list[str]) -> tuple[int, str, str]:
+        self.calls.append(argv)
+        if argv[1] == "-h":
+            return 0, f"mosquitto version {self.version}\n\nUsage: mosquitto ...\n", ""
+        if self.valid:
+            return 0, "Configuration file is OK.\n", ""
+        return 3, "", "Error: Unknown configuration variable 'no_such_option'.\n"
+
+
+def test_the_handler_tests_the_configuration_on_21_and_stops_a_bad_one() -> None:
+    good = FakeMosquitto("2.1.2")
+    result, error = TEST_CONFIG.test_config(good, "/usr/sbin/mosquitto", "/etc/mosquitto/m.conf")
+    assert (result["tested"], result["version"], error) == (True, "2.1", "")
+    assert good.calls[-1] == ["/usr/sbin/mosquitto", "--test-config", "-c", "/etc/mosquitto/m.conf"]
+    bad = FakeMosquitto("2.1.2", valid=False)
+    result, error = TEST_CONFIG.test_config(bad, "/usr/sbin/mosquitto", "/etc/mosquitto/m.conf")
+    assert result["tested"] and "no_such_option" in result["output"]
+    assert error.startswith("mosquitto --test-config refused /etc/mosquitto/m.conf: Error:")
+    # 2.0 has no --test-config (it refuses the option): it is not asked.
+    older = FakeMosquitto("2.0.21", valid=False)
+    result, error = TEST_CONFIG.test_config(older, "/usr/sbin/mosquitto", "/etc/mosquitto/m.conf")
+    assert (result["tested"], error, len(older.calls)) == (False, "", 1)

@@ -84,6 +84,10 @@ _OPENSSL_GROUPS = re.compile(r"[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_-]{1,64}){0,255}"
 # The value of /proc/cpuinfo's `flags` (x86) or `Features` (ARM) line: feature
 # names separated by single spaces.
 _CPU_FEATURES = re.compile(r"[A-Za-z0-9_.-]{1,64}( [A-Za-z0-9_.-]{1,64}){0,1023}")
+# What `mosquitto -h` names its version, and where Debian puts its plugins
+# (/usr/lib/<multiarch triplet>/mosquitto).
+_MOSQUITTO_VERSION = re.compile(r"([0-9]{1,3})\.([0-9]{1,3})(\.[0-9]{1,4})?")
+_MOSQUITTO_PLUGIN_DIR = re.compile(r"/usr/lib/[a-z0-9_-]{1,64}/mosquitto")
 
 _DNS_NAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -321,6 +325,33 @@ def chacha_first(order: str, cpu_features: Any) -> bool:
     return _CPU_FEATURES.fullmatch(text) is not None and "aes" not in text.split(" ")
 
 
+def mosquitto_plugins(support: Any) -> dict[str, str]:
+    """The paths of mosquitto's password-file and ACL-file plugins where the
+    Pi runs mosquitto 2.1 or later, which deprecates the `password_file` and
+    `acl_file` options for them; {} elsewhere.
+
+    `support` is what the Pi reported (pisec_mosquitto_support): its
+    version and plugin directory. A version or directory that is not plainly
+    one keeps the options, which 2.1 still reads; a forged report can only
+    choose between those two forms of the same settings, and a path that
+    reaches mosquitto.conf is one of Debian's library directories.
+    """
+    if not isinstance(support, Mapping):
+        return {}
+    version, directory = support.get("mosquitto_version"), support.get("plugin_dir")
+    if not isinstance(version, str) or not isinstance(directory, str):
+        return {}
+    match = _MOSQUITTO_VERSION.fullmatch(version)
+    if not match or (int(match[1]), int(match[2])) < (2, 1):
+        return {}
+    if not _MOSQUITTO_PLUGIN_DIR.fullmatch(directory):
+        return {}
+    return {
+        "password_file": f"{directory}/mosquitto_password_file.so",
+        "acl_file": f"{directory}/mosquitto_acl_file.so",
+    }
+
+
 def cipher_order(ciphers: str, chacha: bool) -> str:
     """A checked colon list of ciphers with the ChaCha20 ones first if `chacha`,
     each group in the inventory's order; unchanged otherwise."""
@@ -544,4 +575,5 @@ class FilterModule:
             "pisec_tls_groups": tls_groups,
             "pisec_tls_chacha_first": chacha_first,
             "pisec_tls_cipher_order": cipher_order,
+            "pisec_mosquitto_plugins": mosquitto_plugins,
         }

@@ -53,9 +53,9 @@ EXAMPLES = r"""
       - name: sensor-01
         password: "{{ vault_sensor_01_password }}"
     iterations: 50000
-    owner: root
+    owner: mosquitto
     group: mosquitto
-    mode: "0640"
+    mode: "0400"
   no_log: true
 """
 

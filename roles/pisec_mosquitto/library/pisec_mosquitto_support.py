@@ -1,25 +1,32 @@
 #!/usr/bin/python
-"""Report what this Pi's OpenSSL and CPU offer the broker's TLS, in one run.
+"""Report what this Pi's mosquitto, OpenSSL and CPU support, in one run.
 
+- Mosquitto's version (`mosquitto -h` prints it on 2.0 and 2.1) and the
+  directory of its password-file and ACL-file plugins (2.1 and later, where
+  the `password_file` and `acl_file` options are deprecated for them).
 - The key-exchange groups of `openssl list -tls1_3 -tls-groups` (OpenSSL
   3.5 and later; OpenSSL 3.0 has no such option, which reports nothing).
 - The CPU's feature line from /proc/cpuinfo (`flags` on x86, `Features` on
   ARM): whether it has AES instructions decides whether AES-GCM or
   ChaCha20-Poly1305 is the faster cipher.
 
-Both are returned as printed, unparsed. They are the Pi's claims: the
-controller parses them (plugins/filter/pisec_settings.py), and they can only
-choose among, and reorder, names the inventory gave.
+Everything is returned as found, unparsed. It is the Pi's claim: the
+controller parses it (plugins/filter/pisec_settings.py), and it can only
+choose between forms of the configuration pisec writes and among, and the
+order of, names the inventory gave.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 from typing import Any
 
 DOCUMENTATION = r"""
-module: pisec_mosquitto_tls_support
-short_description: Report the TLS groups of the Pi's OpenSSL and its CPU's features
+module: pisec_mosquitto_support
+short_description: Report the Pi's mosquitto version and plugins, TLS groups and CPU features
 description:
+  - Runs C(mosquitto -h) and looks for mosquitto's plugin directory.
   - Runs C(openssl list -tls1_3 -tls-groups) and reads the first feature line of C(/proc/cpuinfo).
   - Changes nothing.
 options:
@@ -34,6 +41,14 @@ options:
 """
 
 RETURN = r"""
+mosquitto_version:
+  description: The version C(mosquitto -h) printed, or an empty string (not installed).
+  type: str
+plugin_dir:
+  description: >-
+    The directory holding mosquitto_password_file.so and mosquitto_acl_file.so,
+    or an empty string.
+  type: str
 tls_groups:
   description: What C(openssl list -tls1_3 -tls-groups) printed, or an empty string.
   type: str
@@ -45,6 +60,9 @@ cpu_features:
 """
 
 CPUINFO = "/proc/cpuinfo"
+# Debian's multiarch library directories: /usr/lib/<triplet>/mosquitto.
+PLUGIN_DIRS = "/usr/lib/*/mosquitto"
+PLUGINS = ("mosquitto_password_file.so", "mosquitto_acl_file.so")
 # A feature line is a few hundred bytes; anything longer is cut, not parsed here.
 MOST = 8192
 
@@ -58,6 +76,22 @@ def cpu_features(text: str) -> str:
     return ""
 
 
+def mosquitto_version(text: str) -> str:
+    """The version in `mosquitto version 2.0.21`, the first line of `mosquitto -h`."""
+    for line in text.splitlines():
+        if line.startswith("mosquitto version "):
+            return line[len("mosquitto version ") :].strip()[:64]
+    return ""
+
+
+def plugin_dir(pattern: str = PLUGIN_DIRS) -> str:
+    """The first directory that holds both file plugins, or ''."""
+    for directory in sorted(glob.glob(pattern)):
+        if all(os.path.isfile(os.path.join(directory, name)) for name in PLUGINS):
+            return directory
+    return ""
+
+
 def main() -> None:
     from ansible.module_utils.basic import AnsibleModule
 
@@ -68,7 +102,18 @@ def main() -> None:
         },
         supports_check_mode=True,
     )
-    result: dict[str, Any] = {"changed": False, "tls_groups": "", "cpu_features": ""}
+    result: dict[str, Any] = {
+        "changed": False,
+        "mosquitto_version": "",
+        "plugin_dir": "",
+        "tls_groups": "",
+        "cpu_features": "",
+    }
+    mosquitto = module.get_bin_path("mosquitto", opt_dirs=["/usr/sbin"])
+    if mosquitto:
+        _, out, err = module.run_command([mosquitto, "-h"])
+        result["mosquitto_version"] = mosquitto_version(out + "\n" + err)
+        result["plugin_dir"] = plugin_dir()
     if module.params["groups"]:
         openssl = module.get_bin_path("openssl")
         if openssl:
