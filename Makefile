@@ -90,7 +90,7 @@ bench-smoke: venv image ## The bench with tiny counts and a 1-Pi fleet (proves i
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m pisec.bench --smoke --output .bench-smoke/benchmarks
 
-test: lint unit molecule molecule-bookworm bench-smoke ## Everything CI checks
+test: lint unit molecule molecule-bookworm molecule-mosquitto21 molecule-arm64 bench-smoke ## Everything CI checks
 
 lock: ## Re-resolve requirements.txt from pyproject.toml
 	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet -e '.[ansible,dev]' \

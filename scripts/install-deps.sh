@@ -29,8 +29,12 @@ arch=$(pisec_arch)
 if [ "$arch" = "$(dpkg --print-architecture)" ]; then
   exit 0
 fi
+# Empty when it is not installed (dpkg-query then fails, which must not end
+# the script under `set -e -o pipefail`).
 qemu_major() {
-  dpkg-query -W -f='${Version}' qemu-user-static 2>/dev/null | sed -n 's/^\([0-9]*:\)\{0,1\}\([0-9]*\)\..*/\2/p'
+  local version
+  version=$(dpkg-query -W -f='${Version}' qemu-user-static 2>/dev/null) || return 0
+  sed -n 's/^\([0-9]*:\)\{0,1\}\([0-9]*\)\..*/\2/p' <<<"$version"
 }
 major=$(qemu_major)
 if [ -n "$major" ] && [ "$major" -ge 8 ]; then
