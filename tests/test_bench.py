@@ -33,6 +33,7 @@ from pisec.benchcore import (
     RunningProcess,
     Usage,
     bottleneck,
+    bulk_phase,
     loadgen_report,
     mosquitto_password_hash,
     parse_usage,
@@ -249,7 +250,9 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
         "tls-aes", "127.0.0.1", broker.files.tls_port, tls=True, server_name="localhost"
     )
     bench.connects("AES instructions, AES-GCM first", plain, [(cipher_connect, 4)])
-    bench.throughput("AES instructions (bulk)", plain, [cipher_bulk], 0, bulk=True)
+    bench.throughput(
+        bulk_phase("AES instructions, AES-GCM first"), plain, [cipher_bulk], 0, bulk=True
+    )
     assert [(port, count) for name, port, count in client.calls if name == "throughput"] == [
         (plain_port, str(counts.bulk_messages)),
         (tls_port, str(counts.bulk_messages)),

@@ -55,6 +55,7 @@ from pisec.benchcore import (
     Running,
     RunningProcess,
     Usage,
+    bulk_phase,
     loadgen_report,
     mosquitto_password_hash,
     parse_usage,
@@ -668,7 +669,7 @@ def _bench_ciphers(
                 (
                     f"bulk goodput QoS 0: {plain.label}, {tls.label}, interleaved",
                     functools.partial(
-                        bench.throughput, f"{title} (bulk)", plain, [tls], 0, bulk=True
+                        bench.throughput, bulk_phase(title), plain, [tls], 0, bulk=True
                     ),
                 ),
             ],

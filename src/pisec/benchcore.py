@@ -680,6 +680,13 @@ class BrokerBench:
 
 # A component using this share of a core, or more, is the limit.
 SATURATED = 0.9
+
+
+def bulk_phase(phase: str) -> str:
+    """The set-up name of a bulk goodput run measured beside `phase`'s connects."""
+    return f"{phase} (bulk)"
+
+
 # What limited a throughput run, from the figure that stands to the one
 # that does not: a row reports the last of its runs' limits in this order.
 LIMITS = ("broker", "none saturated", "shared cores", "load generator")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pisec.benchcore import SATURATED
+from pisec.benchcore import SATURATED, bulk_phase
 
 BEGIN = "<!-- pisec-bench: begin (written by `make bench`; edits here are lost) -->"
 END = "<!-- pisec-bench: end -->"
@@ -27,12 +27,6 @@ DESCRIPTIONS = {
     "tls-noaes-aes": "TLS, no AES instructions, AES-GCM first",
     "tls-noaes-chacha20": "TLS, no AES instructions, ChaCha20 first",
 }
-# The cipher set-ups (pisec.bench.CIPHER_SETUPS): handshake and bulk rows by label.
-CIPHER_ROWS: tuple[tuple[str, str], ...] = (
-    ("mtls-aes", "tls-aes"),
-    ("mtls-noaes-aes", "tls-noaes-aes"),
-    ("mtls-noaes-chacha20", "tls-noaes-chacha20"),
-)
 
 
 def _name(label: str) -> str:
@@ -277,11 +271,12 @@ def _throughput(broker: dict[str, Any]) -> list[str]:
 
 def _ciphers(broker: dict[str, Any]) -> list[str]:
     """Handshakes and bulk goodput with and without the broker's AES instructions."""
-    connect, bulk = broker.get("connect", {}), broker.get("throughput", {})
+    bulk = [result for result in broker.get("throughput", {}).values() if result.get("bulk")]
     rows = []
-    for handshake_label, bulk_label in CIPHER_ROWS:
-        handshake, moved = connect.get(handshake_label), bulk.get(f"{bulk_label}/qos0")
-        if not handshake or not moved:
+    # Each set-up's handshakes beside its bulk run (pisec.bench.CIPHER_SETUPS).
+    for handshake in broker.get("connect", {}).values():
+        moved = next((run for run in bulk if run["phase"] == bulk_phase(handshake["phase"])), None)
+        if moved is None:
             continue
         cpu, base_cpu = handshake["cpu_ms_per_1000"], handshake["baseline"]["cpu_ms_per_1000"]
         size = moved["payload_bytes"]
@@ -304,7 +299,7 @@ def _ciphers(broker: dict[str, Any]) -> list[str]:
         )
     if not rows:
         return []
-    first = bulk[f"{CIPHER_ROWS[0][1]}/qos0"]
+    first = bulk[0]
     speed = broker.get("openssl_speed_mb_s", {})
     measured = ""
     if speed:
