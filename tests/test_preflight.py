@@ -182,6 +182,9 @@ BAD: list[tuple[dict[str, object], str]] = [
         "pisec_mosquitto_extra_subject_alt_names: 'DNS:mqtt.example.org\\n'",
     ),
     ({"pisec_host_cert_purpose": "both"}, "pisec_host_cert_purpose"),
+    # Types the roles' meta/argument_specs.yml declare, checked in the
+    # preflight too (a role checks them only when it starts).
+    ({"pisec_host_cert_validity_days": "x"}, "argument 'pisec_host_cert_validity_days' is of type"),
     (
         {"pisec_ca_sign_not_before": "+10m"},
         "pisec_ca_sign_not_before must be a time before now",
@@ -400,4 +403,63 @@ def test_a_rotation_job_without_systemd_stops_the_run_before_anything_changes(
         "set pisec_rotation_job_state: absent and run playbooks/rotate-certs.yml every day"
         in output
     )
+    assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
+
+
+def _fleet_inventory(pis: int, extra: str = "") -> str:
+    clients = "".join(
+        f"        pi{index:03d}:\n          ansible_connection: community.docker.docker\n{extra}"
+        for index in range(pis)
+    )
+    return INVENTORY.replace(
+        "    pisec_clients:\n      hosts:\n",
+        "    pisec_clients:\n      hosts:\n" + clients,
+        1,
+    )
+
+
+def test_the_preflight_is_one_task_on_the_controller_however_large_the_fleet(
+    tmp_path: Path,
+) -> None:
+    """200 Pis are checked by one task on the controller: no Pi is contacted
+    (none of them exists), and the one bad value among them is named with
+    its host."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    text = _fleet_inventory(200).replace(
+        "        pi150:\n          ansible_connection: community.docker.docker\n",
+        "        pi150:\n          ansible_connection: community.docker.docker\n"
+        "          pisec_mqtt_client_key_mode: '0644'\n",
+    )
+    (inventory / "hosts.yml").write_text(text)
+    result = run_playbook(tmp_path, "preflight.yml", {}, fresh_inventory=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "- pi150: pisec_mqtt_client (meta/argument_specs.yml): value of pisec_mqtt_client_key_mode"
+        in output
+    ), output
+    assert "pi149" not in output and "pi151" not in output, output
+    assert output.count("TASK [") == 1, output
+    assert "UNREACHABLE" not in output, output
+
+
+def test_the_vpn_has_one_hub_and_network(tmp_path: Path) -> None:
+    """A host that disagrees on the hub or the prefix is named (the VPN role
+    works out one address plan for the whole play)."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    text = INVENTORY.replace(
+        "        preflight-client:\n          ansible_connection: community.docker.docker\n",
+        "        preflight-client:\n          ansible_connection: community.docker.docker\n"
+        "          pisec_wireguard_prefix: 16\n",
+    )
+    (inventory / "hosts.yml").write_text(text)
+    result = run_playbook(tmp_path, "site.yml", {}, fresh_inventory=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert (
+        "preflight-client: pisec_wireguard_hub and pisec_wireguard_prefix ('preflight-broker', 16)"
+        " differ from preflight-broker's ('preflight-broker', 24)" in output
+    ), output
     assert not (tmp_path / "inventory/.pisec").exists(), "the CA host was changed"
