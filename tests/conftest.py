@@ -38,8 +38,9 @@ def _load_path(name: str, path: Path) -> ModuleType:
 
 
 class _RoleModuleUtils(importlib.abc.MetaPathFinder):
-    """Finds `ansible.module_utils.<name>` in a role's module_utils/, as
-    Ansible does for the modules of a role it runs."""
+    """Finds `ansible.module_utils.<name>` in plugins/module_utils/ (ansible.cfg's
+    module_utils) or a role's module_utils/, as Ansible does for the modules
+    it runs."""
 
     def find_spec(
         self, fullname: str, path: object = None, target: object = None
@@ -48,7 +49,9 @@ class _RoleModuleUtils(importlib.abc.MetaPathFinder):
         name = fullname.removeprefix(prefix)
         if name == fullname or "." in name:
             return None
-        for candidate in sorted(PROJECT.glob(f"roles/*/module_utils/{name}.py")):
+        for candidate in sorted(PROJECT.glob(f"plugins/module_utils/{name}.py")) + sorted(
+            PROJECT.glob(f"roles/*/module_utils/{name}.py")
+        ):
             return importlib.util.spec_from_file_location(fullname, candidate)
         return None
 

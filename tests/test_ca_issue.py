@@ -395,3 +395,86 @@ def test_bad_controller_values_are_errors(
         )
     assert wanted in str(caught.value)
     assert issued(ca_dir) == []
+
+
+def _public_pem(key: ec.EllipticCurvePrivateKey) -> str:
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def test_without_a_request_the_ca_only_decides_whether_it_keeps(ca_dir: Path, pi_key: Any) -> None:
+    """A converged host's rerun: the CA keeps the served certificate for the
+    public key the host reports, and signs nothing without a request."""
+    csr = csr_pem(make_csr(pi_key, "pisec-dev-a", purposes=[CLIENT]))
+    first = issue_module.issue(params(ca_dir, csr), False)
+    keep = params(ca_dir, "", public_key=_public_pem(pi_key), existing=first["certificate"])
+    assert issue_module.issue(keep, False) == {**first, "changed": False, "kept": True}
+    assert issue_module.issue(keep, True)["kept"]
+    assert len(issued(ca_dir)) == 1
+
+
+def test_a_forged_report_never_gets_a_certificate_kept_or_signed(ca_dir: Path, pi_key: Any) -> None:
+    """What a host reports without a request (its certificate, its public
+    key) is forged here every way that matters: nothing is kept that the CA
+    would not keep with a request, and nothing is ever signed."""
+    nothing = {"changed": False, "kept": False, "certificate": "", "serial": ""}
+    csr = csr_pem(make_csr(pi_key, "pisec-dev-a", purposes=[CLIENT]))
+    mine = issue_module.issue(params(ca_dir, csr), False)["certificate"]
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    other = issue_module.issue(
+        params(
+            ca_dir,
+            csr_pem(make_csr(other_key, "pisec-dev-b", purposes=[CLIENT])),
+            host="pisec-dev-b",
+            common_name="pisec-dev-b",
+        ),
+        False,
+    )["certificate"]
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    rogue_ca = write_ca_dir(
+        ca_dir.parent / "rogue", name=ca.subject.rfc4514_string().split("=", 1)[1]
+    )
+    made_up = (
+        make_leaf(rogue_ca, "pisec-dev-a", CLIENT)
+        .certificate.public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    before = issued(ca_dir)
+    forgeries = {
+        "another host's recorded certificate, with its key": (other, _public_pem(other_key)),
+        "its own certificate with another key": (mine, _public_pem(other_key)),
+        "a certificate under a look-alike CA": (made_up, _public_pem(pi_key)),
+        "a public key that is not one": (mine, "-----BEGIN PUBLIC KEY-----\nAAAA\n"),
+        "a certificate that is not one": ("-----BEGIN CERTIFICATE-----\n", _public_pem(pi_key)),
+        "no public key": (mine, ""),
+        "no certificate": ("", _public_pem(pi_key)),
+    }
+    for what, (existing, public_key) in forgeries.items():
+        result = issue_module.issue(
+            params(ca_dir, "", public_key=public_key, existing=existing), False
+        )
+        assert result == nothing, what
+    # Due, or asked for a server certificate: not kept, and still nothing signed.
+    honest = params(ca_dir, "", public_key=_public_pem(pi_key), existing=mine)
+    assert issue_module.issue({**honest, "renew": True}, False) == nothing
+    assert (
+        issue_module.issue(
+            {
+                **honest,
+                "extended_key_usage": "serverAuth",
+                "subject_alt_names": ["DNS:pisec-dev-a"],
+            },
+            False,
+        )
+        == nothing
+    )
+    assert issued(ca_dir) == before
+    # A revoked identity is refused outright, with or without a request.
+    (ca_dir.parent / "ca.revoked.yml").write_text(
+        "- serial: '01'\n  issuer: 'AA'\n  cn: pisec-dev-a\n  reason: key_compromise\n"
+        "  revoked_at: '20260101000000Z'\n"
+    )
+    assert refused(ca_dir, honest).fields == ["identity"]

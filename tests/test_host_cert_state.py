@@ -7,6 +7,7 @@ unconfirmed and what is left over.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -150,3 +151,63 @@ def test_names_that_are_plain_files_are_not_the_links(tmp_path: Path) -> None:
     (tmp_path / f"{NAME}.csr").unlink()
     (tmp_path / f"{NAME}.csr").write_text("plain\n")
     assert report(tmp_path)["links"] is False
+
+
+def test_what_a_converged_host_reports_to_be_left_alone(tmp_path: Path) -> None:
+    """The served key's public key (computed on the host), the owners and
+    modes of the key, certificate and directory, and the trust bundle's
+    checksum: the same read, no second module run."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    generation(tmp_path, OLD, "01")
+    link(tmp_path / f"{NAME}.d" / "live", OLD)
+    served_names(tmp_path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_path = tmp_path / f"{NAME}.d" / OLD / f"{NAME}.key"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o640)
+    (tmp_path / f"{NAME}.d" / OLD / f"{NAME}.crt").chmod(0o644)
+    tmp_path.chmod(0o755)
+    bundle = tmp_path / "pisec-ca.crt"
+    bundle.write_text("trust\n")
+    bundle.chmod(0o644)
+    got: dict[str, Any] = state.inspect(str(tmp_path), NAME, str(bundle))
+    assert got["public_key"] == key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
+    assert got["cryptography"] is True
+    files = got["files"]
+    assert {name: files["key"][name] for name in ("exists", "owner", "group", "mode")} == {
+        "exists": True,
+        "owner": "root",
+        "group": "root",
+        "mode": "0640",
+    }
+    assert files["crt"]["mode"] == "0644" and files["dir"]["mode"] == "0755"
+    assert files["ca"]["sha256"] == hashlib.sha256(b"trust\n").hexdigest()
+
+
+def test_a_key_that_is_not_one_and_a_linked_bundle_report_nothing(tmp_path: Path) -> None:
+    """A key the library cannot read gives no public key; a trust bundle
+    that is a symlink is not reported as the file pisec writes."""
+    generation(tmp_path, OLD, "01")
+    link(tmp_path / f"{NAME}.d" / "live", OLD)
+    served_names(tmp_path)
+    (tmp_path / "elsewhere").write_text("trust\n")
+    os.symlink("elsewhere", tmp_path / "pisec-ca.crt")
+    got: dict[str, Any] = state.inspect(str(tmp_path), NAME, str(tmp_path / "pisec-ca.crt"))
+    assert got["public_key"] == ""
+    assert got["files"]["ca"] == {"exists": False}
+    assert state.inspect(str(tmp_path / "missing"), NAME)["files"] == {
+        "dir": {"exists": False},
+        "key": {"exists": False},
+        "crt": {"exists": False},
+        "ca": {"exists": False},
+    }

@@ -13,6 +13,11 @@ The host's current certificate (also reported by the host) is kept when it
 is exactly what this CA issued and recorded for this key and profile, and is
 not due; otherwise a new one is issued and recorded in issued/<serial>.pem.
 One module run per certificate: check, sign, record.
+
+Without a CSR the module only decides whether the current certificate is
+kept, for the public key the host reports: a host's rerun needs no new
+request unless the CA would not keep what it has. It never signs then; a
+host that misreports its key only keeps a certificate its key cannot use.
 """
 
 from __future__ import annotations
@@ -64,7 +69,12 @@ options:
   dir: {description: The CA directory (pisec_ca_dir)., type: path, required: true}
   passphrase: {description: Passphrase of the CA key., type: str, no_log: true}
   host: {description: Who asked (for messages)., type: str, required: true}
-  csr: {description: PEM of the host's certificate signing request., type: str, required: true}
+  csr:
+    description: >-
+      PEM of the host's certificate signing request. Empty: only decide whether C(existing)
+      is kept for C(public_key); nothing is signed.
+    type: str
+  public_key: {description: PEM of the public key the host reports (without C(csr))., type: str}
   common_name: {description: Subject CN the controller decided., type: str, required: true}
   subject_alt_names:
     description: DNS/IP entries the controller decided.
@@ -116,11 +126,20 @@ def _existing_kept(
     # CA signed and recorded for this key and profile.
     if not certificate_signed_by(certificate, generation.certificate):
         return None
-    if certificate_mismatch(certificate, profile, public_key) is not None:
+    if public_key is None or certificate_mismatch(certificate, profile, public_key) is not None:
         return None
     if not is_recorded(generation, certificate):
         return None
     return certificate
+
+
+def _reported_key(params: dict[str, Any]) -> Any:
+    """The public key a host reports for its served key, or None."""
+    pem = (params.get("public_key") or "").strip()
+    try:
+        return serialization.load_pem_public_key(pem.encode("ascii")) if pem else None
+    except (ValueError, UnicodeEncodeError, TypeError):
+        return None
 
 
 def issue(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
@@ -138,13 +157,15 @@ def issue(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
         params["key_curve"] or "secp256r1",
         params["key_size"] or 3072,
     )
-    try:
-        csr = x509.load_pem_x509_csr(params["csr"].strip().encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        raise RequestRefusedError(
-            [("request", "is not a PEM certificate signing request")]
-        ) from None
-    check_request(csr, profile, params["min_rsa_key_size"])
+    csr = None
+    if (params.get("csr") or "").strip():
+        try:
+            csr = x509.load_pem_x509_csr(params["csr"].strip().encode("ascii"))
+        except (ValueError, UnicodeEncodeError):
+            raise RequestRefusedError(
+                [("request", "is not a PEM certificate signing request")]
+            ) from None
+        check_request(csr, profile, params["min_rsa_key_size"])
     generation = signing_generation(params["dir"])
     entries = read_record(params["dir"])
     if profile.common_name in revoked_identities(entries):
@@ -157,7 +178,7 @@ def issue(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
                 )
             ]
         )
-    public_key = csr.public_key()
+    public_key = csr.public_key() if csr is not None else _reported_key(params)
     revoked_serials = {entry.serial for entry in entries if entry.issuer == generation.key_id}
     kept = _existing_kept(params, generation, profile, public_key, revoked_serials)
     if kept is not None:
@@ -167,8 +188,8 @@ def issue(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
             "certificate": kept.public_bytes(serialization.Encoding.PEM).decode("ascii"),
             "serial": serial_hex(kept.serial_number),
         }
-    if check_mode:
-        return {"changed": True, "kept": False, "certificate": "", "serial": ""}
+    if check_mode or csr is None:
+        return {"changed": csr is not None, "kept": False, "certificate": "", "serial": ""}
     ca_key = load_ca_key(generation, params["passphrase"])
     now = datetime.now(UTC)
     start, end = validity(
@@ -203,7 +224,8 @@ def main() -> None:
             "dir": {"type": "path", "required": True},
             "passphrase": {"type": "str", "no_log": True},
             "host": {"type": "str", "required": True},
-            "csr": {"type": "str", "required": True},
+            "csr": {"type": "str", "default": ""},
+            "public_key": {"type": "str", "default": ""},
             "common_name": {"type": "str", "required": True},
             "subject_alt_names": {"type": "list", "elements": "str", "default": []},
             "extended_key_usage": {

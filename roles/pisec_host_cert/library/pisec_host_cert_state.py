@@ -9,6 +9,12 @@ reader (mosquitto starting cold) always finds a key and the certificate made
 for it. During a swap `<dir>/<name>.d/previous` names the generation served
 before, until the swap is confirmed or rolled back.
 
+It also reports, in the same run, what the controller needs to leave a
+converged host alone: the public key of the served private key (computed
+here; the key never leaves the host), the owner and mode of the served key
+and certificate and of the directory, the checksum, owner and mode of the
+trust bundle, and whether the Python cryptography library is there.
+
 This module only reads. What it reports comes from the host and is treated
 by the controller as the host's claim: names are checked against an
 allow-list before the controller acts on them, and certificates are parsed
@@ -20,6 +26,8 @@ from __future__ import annotations
 import os
 import stat
 from typing import Any
+
+from ansible.module_utils.pisec_file_state import file_state
 
 DOCUMENTATION = r"""
 module: pisec_host_cert_state
@@ -38,6 +46,9 @@ options:
     description: The file stem (C(pisec-server), C(client)).
     type: str
     required: true
+  ca_path:
+    description: The trust bundle's path, whose checksum, owner and mode are reported.
+    type: path
 """
 
 RETURN = r"""
@@ -73,6 +84,19 @@ links:
 leftovers:
   description: Files of the legacy layout's swaps (C(*.new), C(*.prev)) that still exist.
   type: list
+public_key:
+  description: >-
+    PEM (SubjectPublicKeyInfo) of the served private key's public key, or an empty string
+    (no key, not readable, or no cryptography library).
+  type: str
+files:
+  description: >-
+    C(dir), C(key), C(crt) and C(ca): each C(exists), C(owner), C(group), C(mode) (four octal
+    digits) of the entry itself (not followed), and for C(ca) its C(sha256).
+  type: dict
+cryptography:
+  description: Whether the Python cryptography library is importable here.
+  type: bool
 """
 
 # A certificate file larger than this is not pisec's; it is reported as absent.
@@ -108,7 +132,35 @@ def _is_regular_file(path: str) -> bool:
         return False
 
 
-def inspect(directory: str, name: str) -> dict[str, Any]:
+def _public_key(path: str) -> str:
+    """The served key's public key as PEM, or empty; the key stays here."""
+    try:
+        from cryptography.hazmat.primitives import serialization
+    except ImportError:
+        return ""
+    try:
+        with open(path, "rb") as handle:
+            key = serialization.load_pem_private_key(handle.read(MAX_CERTIFICATE_BYTES), None)
+        return (
+            key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode("ascii")
+        )
+    except (OSError, ValueError, TypeError):
+        return ""
+
+
+def _has_cryptography() -> bool:
+    try:
+        import cryptography  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def inspect(directory: str, name: str, ca_path: str = "") -> dict[str, Any]:
     """The state of `<directory>/<name>.*` as the module reports it."""
     base = os.path.join(directory, name)
     generations = base + ".d"
@@ -156,6 +208,14 @@ def inspect(directory: str, name: str) -> dict[str, Any]:
             for suffix in ("new", "prev")
             if os.path.lexists(f"{base}.{ext}.{suffix}")
         ],
+        "public_key": _public_key(served + ".key") if served else "",
+        "files": {
+            "dir": file_state(directory, "directory"),
+            "key": file_state(served + ".key", "file") if served else {"exists": False},
+            "crt": file_state(served + ".crt", "file") if served else {"exists": False},
+            "ca": file_state(ca_path, "file") if ca_path else {"exists": False},
+        },
+        "cryptography": _has_cryptography(),
     }
 
 
@@ -166,13 +226,16 @@ def main() -> None:
         argument_spec={
             "dir": {"type": "path", "required": True},
             "name": {"type": "str", "required": True},
+            "ca_path": {"type": "path", "default": ""},
         },
         supports_check_mode=True,
     )
     name = module.params["name"]
     if not name or "/" in name or name in (".", ".."):
         module.fail_json(msg=f"name must be a file stem without '/' (is {name!r})")
-    module.exit_json(changed=False, **inspect(module.params["dir"], name))
+    module.exit_json(
+        changed=False, **inspect(module.params["dir"], name, module.params["ca_path"] or "")
+    )
 
 
 if __name__ == "__main__":

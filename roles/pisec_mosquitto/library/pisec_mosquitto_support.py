@@ -10,6 +10,10 @@
   ARM): whether it has AES instructions decides whether AES-GCM or
   ChaCha20-Poly1305 is the faster cipher.
 
+- The owner, mode and checksum of the files pisec writes for mosquitto,
+  and whether its service is enabled and running: the controller compares
+  them with what it would write and leaves a converged broker alone.
+
 Everything is returned as found, unparsed. It is the Pi's claim: the
 controller parses it (plugins/filter/pisec_settings.py), and it can only
 choose between forms of the configuration pisec writes and among, and the
@@ -21,6 +25,8 @@ from __future__ import annotations
 import glob
 import os
 from typing import Any
+
+from ansible.module_utils.pisec_file_state import file_state
 
 DOCUMENTATION = r"""
 module: pisec_mosquitto_support
@@ -38,6 +44,15 @@ options:
     description: Whether to read the CPU's features.
     type: bool
     default: true
+  files:
+    description: Paths whose owner, group, mode and (for a file) SHA-256 are reported.
+    type: list
+    elements: path
+    default: []
+  service:
+    description: A systemd unit whose enabled and active states are reported.
+    type: str
+    default: ""
 """
 
 RETURN = r"""
@@ -57,6 +72,12 @@ cpu_features:
     The value of the first C(flags) or C(Features) line of C(/proc/cpuinfo),
     or an empty string.
   type: str
+files:
+  description: Each path of C(files) with C(exists), C(owner), C(group), C(mode) and C(sha256).
+  type: dict
+service:
+  description: C(enabled) and C(active), what C(systemctl is-enabled) and C(is-active) print.
+  type: dict
 """
 
 CPUINFO = "/proc/cpuinfo"
@@ -99,6 +120,8 @@ def main() -> None:
         argument_spec={
             "groups": {"type": "bool", "default": True},
             "cpu": {"type": "bool", "default": True},
+            "files": {"type": "list", "elements": "path", "default": []},
+            "service": {"type": "str", "default": ""},
         },
         supports_check_mode=True,
     )
@@ -125,6 +148,14 @@ def main() -> None:
                 result["cpu_features"] = cpu_features(handle.read(1 << 20))
         except OSError:
             pass
+    result["files"] = {path: file_state(path) for path in module.params["files"]}
+    unit = module.params["service"]
+    systemctl = module.get_bin_path("systemctl") if unit else None
+    result["service"] = {}
+    if systemctl:
+        for state in ("enabled", "active"):
+            _, out, _ = module.run_command([systemctl, f"is-{state}", "--", unit])
+            result["service"][state] = out.strip()[:64]
     module.exit_json(**result)
 
 
