@@ -182,7 +182,6 @@ def test_what_a_converged_host_reports_to_be_left_alone(tmp_path: Path) -> None:
     assert got["public_key"] == key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
-    assert got["cryptography"] is True
     files = got["files"]
     assert {name: files["key"][name] for name in ("exists", "owner", "group", "mode")} == {
         "exists": True,
@@ -211,3 +210,12 @@ def test_a_key_that_is_not_one_and_a_linked_bundle_report_nothing(tmp_path: Path
         "crt": {"exists": False},
         "ca": {"exists": False},
     }
+
+
+def test_installed_packages_are_what_dpkg_marks_installed() -> None:
+    """dpkg-query's answer: only `ii` counts (a removed package whose
+    configuration is left, `rc`, does not), an architecture suffix is
+    dropped, and a line without a status counts for nothing. The controller
+    installs only names it asked about, whatever the answer says."""
+    out = "mosquitto-clients ii \npython3-cryptography rc \nlibssl3t64:arm64 ii \nevil\nname ii \n"
+    assert state.installed(out) == {"mosquitto-clients", "libssl3t64", "name"}

@@ -102,6 +102,7 @@ HOST_CERT_SETTINGS = (
     "pisec_host_cert_hold_at",
     "pisec_host_cert_reload_services",
     "pisec_host_cert_restart_services",
+    "pisec_host_cert_extra_packages",
 )
 CLIENT_SETTINGS = (
     "pisec_mqtt_client_packages",

@@ -500,6 +500,9 @@ SETTINGS: dict[str, Check] = {
     "pisec_host_cert_hold_at": _choice("", "written", "switched", "reloaded"),
     "pisec_host_cert_reload_services": _list_of(_matching(_UNIT, "a systemd unit name"), most=32),
     "pisec_host_cert_restart_services": _list_of(_matching(_UNIT, "a systemd unit name"), most=32),
+    "pisec_host_cert_extra_packages": _list_of(
+        _matching(_PACKAGE, "a Debian package name"), most=64
+    ),
     # pisec_mqtt_client
     "pisec_mqtt_client_packages": _list_of(_matching(_PACKAGE, "a Debian package name"), most=64),
     "pisec_mqtt_client_ca_path": _matching(_PATH, _PATH_TEXT),

@@ -49,6 +49,10 @@ options:
   ca_path:
     description: The trust bundle's path, whose checksum, owner and mode are reported.
     type: path
+  packages:
+    description: Debian packages whose installation is reported (C(packages_missing)).
+    type: list
+    elements: str
 """
 
 RETURN = r"""
@@ -94,9 +98,9 @@ files:
     C(dir), C(key), C(crt) and C(ca): each C(exists), C(owner), C(group), C(mode) (four octal
     digits) of the entry itself (not followed), and for C(ca) its C(sha256).
   type: dict
-cryptography:
-  description: Whether the Python cryptography library is importable here.
-  type: bool
+packages_missing:
+  description: The packages of C(packages) that dpkg does not list as installed.
+  type: list
 """
 
 # A certificate file larger than this is not pisec's; it is reported as absent.
@@ -152,12 +156,14 @@ def _public_key(path: str) -> str:
         return ""
 
 
-def _has_cryptography() -> bool:
-    try:
-        import cryptography  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def installed(dpkg_query_output: str) -> set[str]:
+    """Names `dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n'` lists as installed."""
+    found = set()
+    for line in dpkg_query_output.splitlines():
+        name, _, status = line.partition(" ")
+        if status.startswith("ii"):
+            found.add(name.split(":", 1)[0])
+    return found
 
 
 def inspect(directory: str, name: str, ca_path: str = "") -> dict[str, Any]:
@@ -215,7 +221,6 @@ def inspect(directory: str, name: str, ca_path: str = "") -> dict[str, Any]:
             "crt": file_state(served + ".crt", "file") if served else {"exists": False},
             "ca": file_state(ca_path, "file") if ca_path else {"exists": False},
         },
-        "cryptography": _has_cryptography(),
     }
 
 
@@ -227,14 +232,26 @@ def main() -> None:
             "dir": {"type": "path", "required": True},
             "name": {"type": "str", "required": True},
             "ca_path": {"type": "path", "default": ""},
+            "packages": {"type": "list", "elements": "str", "default": []},
         },
         supports_check_mode=True,
     )
     name = module.params["name"]
     if not name or "/" in name or name in (".", ".."):
         module.fail_json(msg=f"name must be a file stem without '/' (is {name!r})")
+    packages = module.params["packages"]
+    missing = []
+    if packages:
+        # argv, no shell: each name is one word whatever it holds.
+        _, out, _ = module.run_command(
+            ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n", "--", *packages]
+        )
+        have = installed(out)
+        missing = [package for package in packages if package not in have]
     module.exit_json(
-        changed=False, **inspect(module.params["dir"], name, module.params["ca_path"] or "")
+        changed=False,
+        packages_missing=missing,
+        **inspect(module.params["dir"], name, module.params["ca_path"] or ""),
     )
 
 
