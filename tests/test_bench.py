@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from pisec import benchreport
-from pisec.bench import NO_AES_MASK, _openssl_speed, recap_totals
+from pisec.bench import NO_AES_MASK, _openssl_speed, recap_hosts, recap_totals, tasks_run
 from pisec.benchcore import (
     LIMITS,
     BenchError,
@@ -288,6 +288,9 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
                 "second_seconds": 8.0,
                 "first_changed": 40,
                 "second_changed": 0,
+                "check_seconds": 7.5,
+                "second_tasks_broker": 16,
+                "second_tasks_client": 11,
                 "settings": {
                     "ansible.cfg as committed (the second run)": 8.0,
                     "strategy free": 6.0,
@@ -320,7 +323,7 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert "### Reconnect storm after a broker restart" in section
     assert "| TLS, ECDSA P-256 server + password | 20 | " in section
     assert "| strategy free | 6.0 | 0.75x |" in section
-    assert "| 1 | 2.0 | 30.0 | 8.0 | 4.00x | 40 | 0 |" in section
+    assert "| 1 | 2.0 | 30.0 | 8.0 | 4.00x | 7.5 | 16 / 11 | 40 | 0 |" in section
     assert "Raw numbers: `docs/benchmarks.json`" in section
     other = benchreport.render(results, raw="docs/benchmarks-ansible.json")
     assert "Raw numbers: `docs/benchmarks-ansible.json`" in other
@@ -445,6 +448,16 @@ def test_summary_and_recap() -> None:
         "localhost : ok=4 changed=1 unreachable=0 failed=0 skipped=0 rescued=0 ignored=0\n"
     )
     assert recap_totals(recap)["changed"] == 3
+    assert recap_hosts(recap)["pi-1"] == {
+        "ok": 10,
+        "changed": 2,
+        "unreachable": 0,
+        "failed": 0,
+        "skipped": 3,
+        "rescued": 0,
+        "ignored": 0,
+    }
+    assert tasks_run(recap_hosts(recap)["pi-1"]) == 12
     with pytest.raises(BenchError, match="RECAP"):
         recap_totals("no recap here")
 

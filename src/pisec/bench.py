@@ -319,6 +319,8 @@ class Project:
     root: Path
     state: Path
     venv_bin: Path
+    # Each host's recap of the last playbook run.
+    last_recap: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = dict(os.environ)
@@ -409,6 +411,7 @@ class Project:
         ]
         started = time.monotonic()
         output = stream(argv, env=self.env(env), timeout=timeout, cwd=self.root)
+        self.last_recap = recap_hosts(output)
         return time.monotonic() - started, recap_totals(output)
 
     def adhoc(self, inventory: Path, module: str, *args: str, timeout: float = 600) -> float:
@@ -418,17 +421,31 @@ class Project:
         return time.monotonic() - started
 
 
-def recap_totals(output: str) -> dict[str, int]:
-    """Sum every PLAY RECAP line: ok, changed, failed, unreachable ..."""
-    totals: dict[str, int] = {}
+def recap_hosts(output: str) -> dict[str, dict[str, int]]:
+    """Each host's PLAY RECAP line: ok, changed, failed, unreachable ..."""
+    hosts: dict[str, dict[str, int]] = {}
     for line in output.splitlines():
         if " : ok=" not in line:
             continue
-        for key, value in re.findall(r"(\w+)=(\d+)", line.split(" : ", 1)[1]):
-            totals[key] = totals.get(key, 0) + int(value)
-    if not totals:
+        host, counts = line.split(" : ", 1)
+        hosts[host.strip()] = {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", counts)}
+    if not hosts:
         raise BenchError("ansible-playbook printed no PLAY RECAP")
+    return hosts
+
+
+def recap_totals(output: str) -> dict[str, int]:
+    """Sum every PLAY RECAP line: ok, changed, failed, unreachable ..."""
+    totals: dict[str, int] = {}
+    for counts in recap_hosts(output).values():
+        for key, value in counts.items():
+            totals[key] = totals.get(key, 0) + value
     return totals
+
+
+def tasks_run(counts: dict[str, int]) -> int:
+    """Tasks a host executed (skipped ones are not): ok, changed and failed."""
+    return counts.get("ok", 0) + counts.get("changed", 0) + counts.get("failed", 0)
 
 
 # ---- Part 1: the broker ---------------------------------------------------------
@@ -740,6 +757,11 @@ class FleetRun:
     second_seconds: float
     first_changed: int
     second_changed: int
+    # A dry run (--check) of the converged fleet, and the tasks the second
+    # run executed on the broker and on the busiest client Pi.
+    check_seconds: float = 0.0
+    second_tasks_broker: int = 0
+    second_tasks_client: int = 0
     settings: dict[str, float] = field(default_factory=dict)
 
 
@@ -788,6 +810,11 @@ def bench_fleet(
         second, second_recap = project.playbook(inventory, "site.yml")
         if second_recap.get("changed", 0) != 0:
             raise BenchError(f"fleet of {size}: second run of site.yml changed {second_recap}")
+        tasks = {host: tasks_run(counts) for host, counts in project.last_recap.items()}
+        log(f"fleet of {size}: site.yml --check")
+        check, check_recap = project.playbook(inventory, "site.yml", "--check")
+        if check_recap.get("changed", 0) != 0:
+            raise BenchError(f"fleet of {size}: site.yml --check would change {check_recap}")
         run_ = FleetRun(
             pis=size,
             floor_seconds=round(floor, 1),
@@ -795,6 +822,9 @@ def bench_fleet(
             second_seconds=round(second, 1),
             first_changed=first_recap.get("changed", 0),
             second_changed=second_recap.get("changed", 0),
+            check_seconds=round(check, 1),
+            second_tasks_broker=tasks.get(names[0], 0),
+            second_tasks_client=max((tasks.get(name, 0) for name in names[1:]), default=0),
         )
         if settings:
             run_.settings[COMMITTED] = run_.second_seconds
@@ -873,11 +903,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         sizes = [int(size) for size in args.fleet_sizes.split(",")]
-        if not sizes or min(sizes) < 1 or max(sizes) > 50:
+        if not sizes or min(sizes) < 1 or max(sizes) > 100:
             raise ValueError
     except ValueError:
         print(
-            f"pisec-bench: error: --fleet-sizes: 1 to 50 Pis each, not {args.fleet_sizes!r}",
+            f"pisec-bench: error: --fleet-sizes: 1 to 100 Pis each, not {args.fleet_sizes!r}",
             file=sys.stderr,
         )
         return 2

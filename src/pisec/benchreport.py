@@ -452,6 +452,8 @@ def _fleet(results: dict[str, Any]) -> list[str]:
             f"{run['first_seconds']:.1f}",
             f"{run['second_seconds']:.1f}",
             _ratio(run["second_seconds"], run["floor_seconds"]),
+            f"{run.get('check_seconds', 0.0):.1f}",
+            f"{run.get('second_tasks_broker', 0)} / {run.get('second_tasks_client', 0)}",
             str(run["first_changed"]),
             str(run["second_changed"]),
         ]
@@ -464,7 +466,10 @@ def _fleet(results: dict[str, Any]) -> list[str]:
         "host. The floor is `ansible pisec_pis -m ansible.builtin.ping` plus fact gathering "
         "on the same hosts, in the same run. The containers are reached with `docker exec` "
         "(community.docker.docker); a real fleet uses SSH. The bench turns pipelining on "
-        "for docker exec, as ansible.cfg does for SSH.",
+        "for docker exec, as ansible.cfg does for SSH. The check run is `site.yml --check` "
+        "on the converged fleet; tasks are those the second run executed (ok, changed or "
+        "failed in its recap; skipped ones are not), on the broker and on the client Pi "
+        "with the most.",
         "",
         *_table(
             [
@@ -473,6 +478,8 @@ def _fleet(results: dict[str, Any]) -> list[str]:
                 "first run s",
                 "second run s",
                 "second ÷ floor",
+                "check run s",
+                "tasks per Pi, second run (broker / client)",
                 "changed (first)",
                 "changed (second)",
             ],
