@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 # sslyze pins an older cryptography than Ansible's: a virtualenv of its own.
 SSLYZE_VENV := .venv-sslyze
-PY_SOURCES := src tests roles plugins molecule
+PY_SOURCES := src bench tests roles plugins molecule
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # The simulated Pis' Debian release (trixie or bookworm) and architecture
 # (amd64, or arm64 emulated with qemu): `PISEC_SUITE=bookworm make demo`.
@@ -78,22 +78,22 @@ molecule-arm64: venv ## An emulated arm64 trixie Pi converges and serves MQTT ov
 bench: venv image ## Measure what TLS, the VPN and provisioning cost (docs/benchmarks.md, about 15 min)
 	@scripts/ensure-docker.sh
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
-	  $(BIN)/python -m pisec.bench --output docs/benchmarks
+	  $(BIN)/python -m bench --output docs/benchmarks
 
 bench-ansible: venv image ## Time site.yml's second run on 20 Pis with each Ansible setting (docs/benchmarks-ansible.md, ~25 min)
 	@scripts/ensure-docker.sh
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
-	  $(BIN)/python -m pisec.bench --skip-broker --fleet-sizes 20 --ansible-settings --output docs/benchmarks-ansible
+	  $(BIN)/python -m bench --skip-broker --fleet-sizes 20 --ansible-settings --output docs/benchmarks-ansible
 
 bench-smoke: venv image ## The bench with tiny counts and a 1-Pi fleet (proves it runs; writes .bench-smoke/)
 	@scripts/ensure-docker.sh
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
-	  $(BIN)/python -m pisec.bench --smoke --output .bench-smoke/benchmarks
+	  $(BIN)/python -m bench --smoke --output .bench-smoke/benchmarks
 
 test: lint unit molecule molecule-bookworm molecule-mosquitto21 molecule-arm64 bench-smoke ## Everything CI checks
 
 lock: ## Re-resolve requirements.txt from pyproject.toml
-	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet -e '.[ansible,dev]' \
+	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet -e '.[ansible,dev,bench]' \
 	  && /tmp/pisec-lock/bin/pip freeze --exclude-editable > requirements.txt && rm -rf /tmp/pisec-lock
 	@python3 -m venv /tmp/pisec-lock && /tmp/pisec-lock/bin/pip install --quiet sslyze \
 	  && { sed -n '/^#/p' requirements-sslyze.txt; /tmp/pisec-lock/bin/pip freeze; } > requirements-sslyze.txt.new \

@@ -20,9 +20,8 @@ from typing import Any
 
 import pytest
 
-from pisec import benchreport
-from pisec.bench import NO_AES_MASK, _openssl_speed, recap_hosts, recap_totals, tasks_run
-from pisec.benchcore import (
+from bench import report as benchreport
+from bench.core import (
     LIMITS,
     BenchError,
     BrokerBench,
@@ -39,6 +38,7 @@ from pisec.benchcore import (
     parse_usage,
     summary,
 )
+from bench.run import NO_AES_MASK, _openssl_speed, recap_hosts, recap_totals, tasks_run
 from tests.conftest import (
     BENCH_USER,
     PROJECT,
@@ -49,7 +49,7 @@ from tests.conftest import (
     write_bench_broker,
 )
 
-LOADGEN = PROJECT / "src/pisec/loadgen.py"
+LOADGEN = PROJECT / "bench/loadgen.py"
 
 
 class LocalBroker:
@@ -240,7 +240,7 @@ def test_the_bench_measures_a_real_broker_and_reports_it(
     assert 0 <= qos0["loss_percent"] <= 100
     assert bench.results["throughput_baselines"]["loopback/qos1"]["lost"] == 0
 
-    # A cipher set-up (pisec.bench.CIPHER_SETUPS): handshakes, and bulk
+    # A cipher set-up (bench.run.CIPHER_SETUPS): handshakes, and bulk
     # goodput of large messages, in a table of their own.
     client.calls.clear()
     cipher_connect = Endpoint(

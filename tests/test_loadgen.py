@@ -1,4 +1,4 @@
-"""loadgen.py, the bench's load generator, against a real mosquitto on loopback.
+"""bench/loadgen.py, the bench's load generator, against a real mosquitto on loopback.
 
 The script runs as a subprocess, as the bench runs it; one test runs it with
 the system python3 and no site packages, from a copy outside the project, to
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pisec import loadgen as loadgen_module
-from pisec.loadgen import (
+from bench import loadgen as loadgen_module
+from bench.loadgen import (
     Deadline,
     LoadgenError,
     Options,
@@ -43,7 +43,7 @@ from tests.conftest import (
     write_bench_broker,
 )
 
-LOADGEN = PROJECT / "src/pisec/loadgen.py"
+LOADGEN = PROJECT / "bench/loadgen.py"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
 USERNAME = BENCH_USER
 PASSWORD = BENCH_PASSWORD

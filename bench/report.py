@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pisec.benchcore import SATURATED, bulk_phase
+from bench.core import SATURATED, bulk_phase
 
 BEGIN = "<!-- pisec-bench: begin (written by `make bench`; edits here are lost) -->"
 END = "<!-- pisec-bench: end -->"
@@ -273,7 +273,7 @@ def _ciphers(broker: dict[str, Any]) -> list[str]:
     """Handshakes and bulk goodput with and without the broker's AES instructions."""
     bulk = [result for result in broker.get("throughput", {}).values() if result.get("bulk")]
     rows = []
-    # Each set-up's handshakes beside its bulk run (pisec.bench.CIPHER_SETUPS).
+    # Each set-up's handshakes beside its bulk run (bench.run.CIPHER_SETUPS).
     for handshake in broker.get("connect", {}).values():
         moved = next((run for run in bulk if run["phase"] == bulk_phase(handshake["phase"])), None)
         if moved is None:

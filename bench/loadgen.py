@@ -12,20 +12,11 @@ or input error.
 
 from __future__ import annotations
 
-import os
-import sys
-
-# Run as `python3 src/pisec/loadgen.py`, the script's directory would come
-# first on sys.path, and pisec's inspect.py would shadow the standard
-# library's module of that name (dataclasses imports it). Nothing here is
-# imported from that directory.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    sys.path.pop(0)
-
 import argparse
 import contextlib
 import json
 import multiprocessing
+import os
 import queue
 import resource
 import selectors
@@ -33,6 +24,7 @@ import signal
 import socket
 import ssl
 import statistics
+import sys
 import threading
 import time
 import traceback

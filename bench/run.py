@@ -45,8 +45,8 @@ from typing import Any
 
 import yaml
 
-from pisec import benchreport
-from pisec.benchcore import (
+from bench import report as benchreport
+from bench.core import (
     BenchError,
     BrokerBench,
     Counts,

@@ -1,9 +1,9 @@
 """The broker measurements of `make bench`, independent of where the broker runs.
 
-A measurement drives the load generator (pisec/loadgen.py, standard library
+A measurement drives the load generator (bench/loadgen.py, standard library
 only) on a client and reads the broker's CPU time and resident memory from
 /proc. Where both run is a `Broker` and a `Client`: containers for the real
-bench (pisec.bench), loopback processes for the smoke test.
+bench (bench/run.py), loopback processes for the smoke test.
 """
 
 from __future__ import annotations
