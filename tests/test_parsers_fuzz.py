@@ -24,8 +24,9 @@ from hypothesis import strategies as st
 from pisec.certfile import MAX_FILE_BYTES, load_crl, load_items, load_private_key
 from pisec.cli import main
 from pisec.errors import PisecError
-from pisec.inspect import Style, describe, render_text
+from pisec.facts import describe
 from pisec.probe import ProbeTarget, read_password_file
+from pisec.render import Style, render_text
 from pisec.verify import VerifyOptions, parse_time, verify
 from tests.certs import SERVER_AUTH, build, name, new_key, server_sans
 

@@ -6,7 +6,6 @@ Exit codes: 0 every check passed, 1 a check failed, 2 usage or input error.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -21,25 +20,33 @@ from cryptography.utils import CryptographyDeprecationWarning
 from pisec import __version__
 from pisec.certfile import load_items
 from pisec.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, PisecError
+from pisec.facts import describe
 from pisec.fleet import (
     FleetHost,
-    HostReport,
     assess_bundles,
     read_inventory,
     read_over_ssh,
     survey,
 )
-from pisec.inspect import Style, describe, render_text
 from pisec.probe import (
     MQTT_VERSIONS,
     ProbeOptions,
-    ProbeResult,
     ProbeTarget,
     probe,
     read_password_file,
     read_password_stream,
 )
-from pisec.verify import VerifyOptions, VerifyResult, parse_time, verify
+from pisec.render import (
+    Style,
+    fleet_json,
+    probe_json,
+    render_fleet,
+    render_probe,
+    render_text,
+    render_verify,
+    verify_json,
+)
+from pisec.verify import VerifyOptions, parse_time, verify
 
 PASSWORD_ENV = "PISEC_MQTT_PASSWORD"
 
@@ -189,29 +196,8 @@ def _run_verify(args: argparse.Namespace, out: TextIO) -> int:
         client=args.client,
     )
     result = verify(options)
-    _emit(args.json, lambda: _verify_json(result), lambda: _render_verify(result, out), out)
+    _emit(args.json, lambda: verify_json(result), lambda: render_verify(result, out), out)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
-
-
-def _verify_json(result: VerifyResult) -> dict[str, Any]:
-    return {
-        "certificate": result.certificate,
-        "subject": result.subject,
-        "serial": result.serial,
-        "at": result.at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "chain": list(result.chain),
-        "checks": [dataclasses.asdict(check) for check in result.checks],
-        "ok": result.ok,
-    }
-
-
-def _render_verify(result: VerifyResult, out: TextIO) -> None:
-    out.write(f"certificate  {result.certificate}\n")
-    out.write(f"subject      {result.subject}\n")
-    out.write(f"serial       {result.serial}\n\n")
-    width = max(len(check.name) for check in result.checks)
-    for check in result.checks:
-        out.write(f"{check.status.upper():<4}  {check.name:<{width}}  {check.detail}\n")
 
 
 def _run_fleet_certs(args: argparse.Namespace, out: TextIO) -> int:
@@ -256,68 +242,11 @@ def _run_fleet_certs(args: argparse.Namespace, out: TextIO) -> int:
     needs_action = any(not r.reachable or any(i.due for i in r.items) for r in reports)
     _emit(
         args.json,
-        lambda: [_report_json(report, args.due) for report in reports],
-        lambda: _render_fleet(reports, args.due, out),
+        lambda: [fleet_json(report, args.due) for report in reports],
+        lambda: render_fleet(reports, args.due, out),
         out,
     )
     return EXIT_CHECK_FAILED if needs_action else EXIT_OK
-
-
-def _iso_or_none(moment: Any) -> str | None:
-    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _report_json(report: HostReport, only_due: bool) -> dict[str, Any]:
-    return {
-        "host": report.host,
-        "reachable": report.reachable,
-        "error": report.error,
-        "certificates": [
-            {
-                "role": item.role,
-                "path": item.path,
-                "serial": item.serial,
-                "not_before": _iso_or_none(item.not_before),
-                "not_after": _iso_or_none(item.not_after),
-                "days_left": item.days_left,
-                "due": item.due,
-                "problem": item.problem,
-            }
-            for item in report.items
-            if item.due or not only_due
-        ],
-    }
-
-
-def _render_fleet(reports: list[HostReport], only_due: bool, out: TextIO) -> None:
-    rows = [("HOST", "WHAT", "SERIAL", "NOT AFTER", "DAYS", "STATUS")]
-    for report in reports:
-        if not report.reachable:
-            rows.append((report.host, "-", "-", "-", "-", f"UNREACHABLE {report.error}"))
-            continue
-        for item in report.items:
-            if only_due and not item.due:
-                continue
-            if item.problem:
-                status = item.problem
-            elif item.days_left is not None and item.days_left < 0:
-                status = "EXPIRED"
-            else:
-                status = "DUE" if item.due else "ok"
-            rows.append(
-                (
-                    report.host,
-                    item.role,
-                    item.serial or "-",
-                    (_iso_or_none(item.not_after) or "-")[:10],
-                    "-" if item.days_left is None else str(item.days_left),
-                    status,
-                )
-            )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
-        out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -345,41 +274,8 @@ def _run_probe(args: argparse.Namespace, out: TextIO) -> int:
         mqtt_version=args.mqtt_version,
     )
     result = probe(options)
-    _emit(args.json, lambda: _probe_json(result), lambda: _render_probe(result, out), out)
+    _emit(args.json, lambda: probe_json(result), lambda: render_probe(result, out), out)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
-
-
-def _probe_json(result: ProbeResult) -> dict[str, Any]:
-    data = dataclasses.asdict(result)
-    data["ok"] = result.ok
-    return data
-
-
-def _render_probe(result: ProbeResult, out: TextIO) -> None:
-    facts = [
-        ("broker", result.target),
-        ("tls version", result.tls_version),
-        ("cipher", result.cipher),
-        ("server certificate", result.server_subject),
-        ("serial", result.server_serial),
-        ("days left", None if result.server_days_left is None else str(result.server_days_left)),
-        ("round trip", None if result.round_trip_ms is None else f"{result.round_trip_ms:.1f} ms"),
-        (
-            "dropped messages",
-            None
-            if result.dropped_messages is None
-            else f"{result.dropped_messages} since the broker started (queues full)",
-        ),
-    ]
-    width = max(len(name) for name, _ in facts)
-    for name, value in facts:
-        if value is not None:
-            out.write(f"{name:<{width}}  {value}\n")
-    out.write("\n")
-    check_width = max((len(check.name) for check in result.checks), default=0)
-    for check in result.checks:
-        mark = "PASS" if check.ok else "FAIL"
-        out.write(f"{mark}  {check.name:<{check_width}}  {check.detail}\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

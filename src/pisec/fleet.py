@@ -28,7 +28,7 @@ from cryptography import x509
 
 from pisec.certfile import pem_blocks
 from pisec.errors import PisecError
-from pisec.inspect import serial_hex
+from pisec.oids import serial_hex
 
 # What pisec manages on a host, by role. Public files only.
 MANAGED_FILES = (

@@ -18,15 +18,10 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from pisec.certfile import load_certificates, load_crl, load_private_key
 from pisec.errors import PisecError
-from pisec.inspect import (
-    KEY_ERRORS,
-    damaged_extensions,
-    issued_by,
-    name_text,
-    read_name,
-    serial_hex,
-    signed_by,
-)
+from pisec.extensions import damaged_extensions
+from pisec.facts import issued_by, read_name, signed_by
+from pisec.names import name_text
+from pisec.oids import KEY_ERRORS, serial_hex
 
 Status = Literal["pass", "fail", "skip"]
 MAX_CHAIN = 8
