@@ -17,9 +17,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 
 import pisec.cli
 import pisec.fleet
+import pisec.rules
 from pisec.cli import main
 from pisec.fleet import FleetHost, hosts_from_inventory, is_due, remote_command, split_files
+from plugins.filter import pisec_pki
 from tests.certs import build, name, new_key
+from tests.conftest import PROJECT
 
 INVENTORY = {
     "_meta": {
@@ -255,3 +258,13 @@ def test_a_templated_bundle_dir_needs_the_option(
     )
     assert code == 1
     assert reports[-1]["host"] == "esp32-door" and reports[-1]["certificates"][0]["due"]
+
+
+def test_the_renewal_rule_and_serial_form_are_one_implementation() -> None:
+    """The CLI, the roles' filters and the CA host's modules use the same
+    file (plugins/module_utils/pisec_rules.py is a link to it)."""
+    shared = PROJECT / "plugins/module_utils/pisec_rules.py"
+    assert shared.is_symlink()
+    assert shared.resolve() == Path(pisec.rules.__file__).resolve()
+    assert pisec.fleet.is_due is pisec.rules.renewal_due
+    assert pisec_pki.serial_hex(0x0ABC) == pisec.rules.serial_hex(0x0ABC) == "0ABC"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pisec.cli import PASSWORD_ENV, main
-from pisec.oids import serial_hex
+from pisec.rules import serial_hex
 from tests.conftest import Broker, free_port
 
 pytestmark = pytest.mark.broker

@@ -17,17 +17,19 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 from cryptography import x509
 
+from pisec import rules
+
 
 def serial_hex(serial: Any) -> str:
-    """An integer serial as openssl prints it: uppercase hex in whole bytes."""
+    """An integer serial as openssl prints it: uppercase hex in whole bytes
+    (pisec.rules, the form of every part of pisec)."""
     try:
         number = int(serial)
     except (TypeError, ValueError):
         raise AnsibleFilterError(f"serial {serial!r} is not an integer") from None
     if number < 0:
         raise AnsibleFilterError(f"serial {serial!r} is negative")
-    digits = f"{number:X}"
-    return digits if len(digits) % 2 == 0 else "0" + digits
+    return rules.serial_hex(number)
 
 
 def _asn1_time(text: Any, field: str) -> datetime:
@@ -51,13 +53,8 @@ def renewal_due(
         return True
     not_before = _asn1_time(info.get("not_before"), "not_before")
     not_after = _asn1_time(info.get("not_after"), "not_after")
-    moment = now or datetime.now(UTC)
-    if moment < not_before or moment >= not_after:
-        return True
-    lifetime = (not_after - not_before).total_seconds()
-    left = (not_after - moment).total_seconds()
     threshold = float(fraction_left) + float(jitter) * random.random()
-    return left < lifetime * threshold
+    return rules.renewal_due(not_before, not_after, now or datetime.now(UTC), threshold)
 
 
 def ca_subject(common_name: str, organization: str, generation: Any = 1) -> list[dict[str, str]]:

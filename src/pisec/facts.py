@@ -38,8 +38,8 @@ from pisec.oids import (
     Validity,
     colon_hex,
     extension_title,
-    serial_hex,
 )
+from pisec.rules import serial_hex
 
 
 @dataclass(frozen=True)

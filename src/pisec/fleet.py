@@ -28,7 +28,7 @@ from cryptography import x509
 
 from pisec.certfile import pem_blocks
 from pisec.errors import PisecError
-from pisec.oids import serial_hex
+from pisec.rules import renewal_due, serial_hex
 
 # What pisec manages on a host, by role. Public files only.
 MANAGED_FILES = (
@@ -234,11 +234,8 @@ def split_files(output: str) -> dict[str, bytes]:
     return {path: "".join(lines).encode() for path, lines in files.items()}
 
 
-def is_due(not_before: datetime, not_after: datetime, now: datetime, fraction_left: float) -> bool:
-    if now < not_before or now >= not_after:
-        return True
-    lifetime = (not_after - not_before).total_seconds()
-    return (not_after - now).total_seconds() < lifetime * fraction_left
+# The renewal rule of the roles too (pisec.rules, one implementation).
+is_due = renewal_due
 
 
 def assess(

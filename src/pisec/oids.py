@@ -117,15 +117,6 @@ KEY_ERRORS = (ValueError, UnsupportedAlgorithm)
 Validity = Literal["valid", "not yet valid", "expired"]
 
 
-def serial_hex(serial: int) -> str:
-    """Uppercase hex, whole bytes, no separators: `openssl x509 -serial`."""
-    text = f"{serial:X}" if serial >= 0 else f"-{-serial:X}"
-    digits = text.lstrip("-")
-    if len(digits) % 2:
-        digits = "0" + digits
-    return ("-" if serial < 0 else "") + digits
-
-
 def colon_hex(data: bytes, *, upper: bool = True) -> str:
     text = data.hex(":")
     return text.upper() if upper else text

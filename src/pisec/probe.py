@@ -28,7 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from pisec.certfile import load_certificates, load_private_key
 from pisec.errors import PisecError
-from pisec.oids import serial_hex
+from pisec.rules import serial_hex
 
 DEFAULT_MQTTS_PORT = 8883
 MQTT_VERSIONS = {"5": mqtt.MQTTv5, "3.1.1": mqtt.MQTTv311}

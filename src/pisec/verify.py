@@ -21,7 +21,8 @@ from pisec.errors import PisecError
 from pisec.extensions import damaged_extensions
 from pisec.facts import issued_by, read_name, signed_by
 from pisec.names import name_text
-from pisec.oids import KEY_ERRORS, serial_hex
+from pisec.oids import KEY_ERRORS
+from pisec.rules import serial_hex
 
 Status = Literal["pass", "fail", "skip"]
 MAX_CHAIN = 8

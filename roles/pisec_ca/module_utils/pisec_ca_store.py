@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+# The serial form of every part of pisec (src/pisec/rules.py).
+from ansible.module_utils.pisec_rules import serial_hex
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,18 +41,12 @@ class StoreError(Exception):
     """A file of the CA that cannot be used; the message names it."""
 
 
-def serial_hex(number: int) -> str:
-    """A serial as `openssl x509 -serial` prints it: uppercase hex, whole bytes."""
-    digits = f"{number:X}"
-    return digits if len(digits) % 2 == 0 else "0" + digits
-
-
 def normal_serial(text: Any) -> str:
     """A serial given as hex (with or without colons), in serial_hex form; '' if it is not hex."""
     digits = str(text).replace(":", "").strip().upper()
     if not _HEX.fullmatch(digits):
         return ""
-    return serial_hex(int(digits, 16))
+    return str(serial_hex(int(digits, 16)))
 
 
 def not_before(certificate: x509.Certificate) -> datetime:

@@ -1,0 +1,1 @@
+../../src/pisec/rules.py
