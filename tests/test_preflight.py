@@ -418,23 +418,35 @@ def _fleet_inventory(pis: int, extra: str = "") -> str:
     )
 
 
+def _with_host_var(inventory: str, host: str, line: str) -> str:
+    """The inventory with one more variable on one host."""
+    entry = f"        {host}:\n          ansible_connection: community.docker.docker\n"
+    assert entry in inventory
+    return inventory.replace(entry, f"{entry}          {line}\n", 1)
+
+
+def _failed_run(tmp_path: Path, playbook: str, inventory_text: str) -> str:
+    """Run a playbook on this inventory; it must fail. Its output."""
+    inventory = tmp_path / "inventory"
+    inventory.mkdir()
+    (inventory / "hosts.yml").write_text(inventory_text)
+    result = run_playbook(tmp_path, playbook, {}, fresh_inventory=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    return output
+
+
 def test_the_preflight_is_one_task_on_the_controller_however_large_the_fleet(
     tmp_path: Path,
 ) -> None:
     """200 Pis are checked by one task on the controller: no Pi is contacted
     (none of them exists), and the one bad value among them is named with
     its host."""
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    text = _fleet_inventory(200).replace(
-        "        pi150:\n          ansible_connection: community.docker.docker\n",
-        "        pi150:\n          ansible_connection: community.docker.docker\n"
-        "          pisec_mqtt_client_key_mode: '0644'\n",
+    output = _failed_run(
+        tmp_path,
+        "preflight.yml",
+        _with_host_var(_fleet_inventory(200), "pi150", "pisec_mqtt_client_key_mode: '0644'"),
     )
-    (inventory / "hosts.yml").write_text(text)
-    result = run_playbook(tmp_path, "preflight.yml", {}, fresh_inventory=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
     assert (
         "- pi150: pisec_mqtt_client (meta/argument_specs.yml): value of pisec_mqtt_client_key_mode"
         in output
@@ -447,17 +459,11 @@ def test_the_preflight_is_one_task_on_the_controller_however_large_the_fleet(
 def test_the_vpn_has_one_hub_and_network(tmp_path: Path) -> None:
     """A host that disagrees on the hub or the prefix is named (the VPN role
     works out one address plan for the whole play)."""
-    inventory = tmp_path / "inventory"
-    inventory.mkdir()
-    text = INVENTORY.replace(
-        "        preflight-client:\n          ansible_connection: community.docker.docker\n",
-        "        preflight-client:\n          ansible_connection: community.docker.docker\n"
-        "          pisec_wireguard_prefix: 16\n",
+    output = _failed_run(
+        tmp_path,
+        "site.yml",
+        _with_host_var(INVENTORY, "preflight-client", "pisec_wireguard_prefix: 16"),
     )
-    (inventory / "hosts.yml").write_text(text)
-    result = run_playbook(tmp_path, "site.yml", {}, fresh_inventory=False)
-    output = result.stdout + result.stderr
-    assert result.returncode != 0, output
     assert (
         "preflight-client: pisec_wireguard_hub and pisec_wireguard_prefix ('preflight-broker', 16)"
         " differ from preflight-broker's ('preflight-broker', 24)" in output
