@@ -15,7 +15,7 @@ playbooks/preflight.yml first.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,106 +23,6 @@ from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 from ansible.template import trust_as_template
-
-# The settings each role's checks read, by the hosts that role runs on.
-CA_SETTINGS = (
-    "pisec_ca_key_type",
-    "pisec_ca_key_curve",
-    "pisec_ca_key_size",
-    "pisec_ca_common_name",
-    "pisec_ca_organization",
-    "pisec_ca_validity_days",
-    "pisec_ca_max_leaf_validity_days",
-    "pisec_ca_min_rsa_key_size",
-    "pisec_ca_sign_not_before",
-    "pisec_ca_crl_validity_days",
-    "pisec_ca_crl_renew_before_days",
-    "pisec_ca_crl_force",
-)
-FLEET_SETTINGS = ("pisec_fleet_device_cert_validity_days", "pisec_fleet_device_key_type")
-VPN_SETTINGS = (
-    "pisec_wireguard_address",
-    "pisec_wireguard_prefix",
-    "pisec_wireguard_hub",
-    "pisec_wireguard_endpoint",
-    "pisec_wireguard_port",
-    "pisec_wireguard_preshared_keys",
-    "pisec_wireguard_keepalive",
-    "pisec_wireguard_interface",
-)
-BROKER_SETTINGS = (
-    "pisec_mosquitto_tls_listeners",
-    "pisec_mosquitto_plaintext_listener",
-    "pisec_mosquitto_plaintext_port",
-    "pisec_mosquitto_transport",
-    "pisec_mosquitto_vpn_address",
-    "pisec_mosquitto_vpn_interface",
-    "pisec_mosquitto_vpn_port",
-    "pisec_mosquitto_vpn_firewall",
-    "pisec_mosquitto_tls_version",
-    "pisec_mosquitto_tls12_ciphers",
-    "pisec_mosquitto_tls13_ciphersuites",
-    "pisec_mosquitto_tls_groups",
-    "pisec_mosquitto_tls_pq_groups",
-    "pisec_mosquitto_tls_cipher_order",
-    "pisec_mosquitto_key_type",
-    "pisec_mosquitto_key_curve",
-    "pisec_mosquitto_key_size",
-    "pisec_mosquitto_cert_validity_days",
-    "pisec_mosquitto_client_id_is_identity",
-    "pisec_mosquitto_password_iterations",
-    "pisec_mosquitto_password_min_length",
-    "pisec_mosquitto_tcp_nodelay",
-    "pisec_mosquitto_max_connections",
-    "pisec_mosquitto_max_packet_size",
-    "pisec_mosquitto_max_keepalive",
-    "pisec_mosquitto_max_inflight_messages",
-    "pisec_mosquitto_max_queued_messages",
-    "pisec_mosquitto_max_queued_bytes",
-    "pisec_mosquitto_persistent_client_expiration",
-)
-HOST_CERT_SETTINGS = (
-    "pisec_host_cert_dir",
-    "pisec_host_cert_name",
-    "pisec_host_cert_ca_path",
-    "pisec_host_cert_key_owner",
-    "pisec_host_cert_key_group",
-    "pisec_host_cert_key_mode",
-    "pisec_host_cert_key_type",
-    "pisec_host_cert_key_curve",
-    "pisec_host_cert_key_size",
-    "pisec_host_cert_purpose",
-    "pisec_host_cert_include_addresses",
-    "pisec_host_cert_validity_days",
-    "pisec_host_cert_renew_fraction_left",
-    "pisec_host_cert_renewal_jitter",
-    "pisec_host_cert_force_renewal",
-    "pisec_host_cert_new_key_on_renewal",
-    "pisec_host_cert_confirm_swap",
-    "pisec_host_cert_hold_at",
-    "pisec_host_cert_reload_services",
-    "pisec_host_cert_restart_services",
-    "pisec_host_cert_extra_packages",
-)
-CLIENT_SETTINGS = (
-    "pisec_mqtt_client_packages",
-    "pisec_mqtt_client_ca_path",
-    "pisec_mqtt_client_cert_dir",
-    "pisec_mqtt_client_key_owner",
-    "pisec_mqtt_client_key_group",
-    "pisec_mqtt_client_key_mode",
-)
-JOB_SETTINGS = (
-    "pisec_rotation_job_project_dir",
-    "pisec_rotation_job_inventory",
-    "pisec_rotation_job_ansible_playbook",
-    "pisec_rotation_job_vault_password_file",
-    "pisec_rotation_job_extra_args",
-    "pisec_rotation_job_user",
-    "pisec_rotation_job_on_calendar",
-    "pisec_rotation_job_randomized_delay_sec",
-    "pisec_rotation_job_state",
-)
 
 # Run-wide variables the roles' defaults may refer to (playbook_dir,
 # ansible_playbook_python); the host's own come from its inventory.
@@ -162,10 +62,13 @@ class HostCheck:
             self._values[expression] = value
         return value
 
-    def settings(self, names: Iterable[str]) -> None:
-        """The named settings, checked whole against their allow-lists."""
-        given = {name: self.value(name) for name in names}
-        self.value("pisec__given | pisec_check_settings(inventory_hostname)", pisec__given=given)
+    def settings(self, given: Mapping[str, Any]) -> None:
+        """These values, each checked whole against its allow-list (a name
+        without one, such as a list of users, has its own check below)."""
+        self.value(
+            "pisec__given | pisec_check_settings(inventory_hostname, only_known=true)",
+            pisec__given=dict(given),
+        )
 
     def require(self, condition: str, message: str) -> None:
         """Stop with `message` (an expression) unless `condition` holds."""
@@ -242,8 +145,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             for role in _roles(host, ca, brokers, clients):
                 try:
                     if role in specs:
-                        _types(check, role, specs[role])
-                    CHECKS[role](check)
+                        _options(check, role, specs[role])
+                    if role in CHECKS:
+                        CHECKS[role](check)
                 except InventoryError as problem:
                     problems.setdefault(str(problem), []).append(host)
         if pis and not problems:
@@ -303,13 +207,19 @@ def _roles(host: str, ca: list[str], brokers: list[str], clients: list[str]) -> 
     return roles
 
 
-def _types(check: HostCheck, role: str, validator: ArgumentSpecValidator) -> None:
-    """The role's options against its `meta/argument_specs.yml`, as the role
-    would check them when it starts (too late: something may have changed)."""
+def _options(check: HostCheck, role: str, validator: ArgumentSpecValidator) -> None:
+    """The role's options: their types against its `meta/argument_specs.yml`,
+    as the role would check them when it starts (too late: something may
+    have changed), then each value that reaches a file or a command whole
+    against its allow-list (plugins/filter/pisec_settings.py)."""
     given = {name: check.value(name) for name in validator.argument_spec if name in check.variables}
     errors = validator.validate(given, validate_role_argument_spec=True).error_messages
     if errors:
         raise InventoryError(f"{role} (meta/argument_specs.yml): " + "; ".join(errors))
+    # The job's settings reach its units only where it is installed.
+    if role == "pisec_rotation_job" and given.get("pisec_rotation_job_state") == "absent":
+        return
+    check.settings(given)
 
 
 def _name(check: HostCheck) -> None:
@@ -321,7 +231,6 @@ def _name(check: HostCheck) -> None:
 
 
 def _ca(check: HostCheck) -> None:
-    check.settings(CA_SETTINGS)
     check.require(
         "pisec_ca_dir | length > 0"
         " and pisec_ca_crl_renew_before_days | int < pisec_ca_crl_validity_days | int",
@@ -346,17 +255,12 @@ def _fleet(check: HostCheck) -> None:
     check.value(
         "pisec_fleet_acl_patterns | pisec_check_acl('pisec_fleet_acl_patterns', patterns=true)"
     )
-    check.settings(FLEET_SETTINGS)
     check.require(
         "pisec_fleet_device_cert_validity_days | int <= pisec_ca_max_leaf_validity_days | int",
         "'pisec_fleet_device_cert_validity_days (is ' ~ pisec_fleet_device_cert_validity_days"
         " ~ ') must not exceed pisec_ca_max_leaf_validity_days (is '"
         " ~ pisec_ca_max_leaf_validity_days ~ '): the CA issues no longer certificate.'",
     )
-
-
-def _vpn(check: HostCheck) -> None:
-    check.settings(VPN_SETTINGS)
 
 
 def _vpn_plan(checks: list[HostCheck]) -> dict[str, str]:
@@ -384,7 +288,6 @@ def _vpn_plan(checks: list[HostCheck]) -> dict[str, str]:
 
 
 def _broker(check: HostCheck) -> None:
-    check.settings(BROKER_SETTINGS)
     ports = check.value(
         "(pisec_mosquitto_tls_listeners | map(attribute='port') | map('int') | list)"
         " + ([pisec_mosquitto_plaintext_port | int]"
@@ -435,7 +338,6 @@ def _broker(check: HostCheck) -> None:
 
 
 def _host_cert(check: HostCheck) -> None:
-    check.settings(HOST_CERT_SETTINGS)
     check.value(
         "pisec_host_cert_common_name | pisec_check_common_name('pisec_host_cert_common_name')"
     )
@@ -445,24 +347,9 @@ def _host_cert(check: HostCheck) -> None:
     )
 
 
-def _client(check: HostCheck) -> None:
-    check.settings(CLIENT_SETTINGS)
-
-
-def _rotation_job(check: HostCheck) -> None:
-    # Its values land in the job's systemd units on the host that runs it;
-    # what the job host itself must have (systemd, the files the job runs)
-    # is checked on that host by the role's `validate` entry point.
-    if check.value("pisec_rotation_job_state | default('present') == 'present'"):
-        check.settings(JOB_SETTINGS)
-
-
 CHECKS = {
     "pisec_ca": _ca,
     "pisec_fleet": _fleet,
-    "pisec_wireguard": _vpn,
     "pisec_mosquitto": _broker,
     "pisec_host_cert": _host_cert,
-    "pisec_mqtt_client": _client,
-    "pisec_rotation_job": _rotation_job,
 }
