@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.certs import Pair, build, name
+
 PROJECT = Path(__file__).resolve().parent.parent
 
 
@@ -76,45 +78,21 @@ def load_passwd_module() -> ModuleType:
     return load_role_module("pisec_mosquitto", "pisec_mosquitto_passwd")
 
 
-@dataclass(frozen=True)
-class Issued:
-    key: ec.EllipticCurvePrivateKey
-    certificate: x509.Certificate
-
-
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+# One certificate factory for every test (tests/certs.py: build); these
+# are the profiles the CA tests use, an ECDSA P-256 CA and leaf.
+Issued = Pair
 
 
 def make_ca(common_name: str) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
+    return build(
+        name(common_name),
+        ec.generate_private_key(ec.SECP256R1()),
+        ca=True,
+        path_length=0,
+        not_before=now - timedelta(minutes=5),
+        not_after=now + timedelta(days=30),
     )
-    return Issued(key, certificate)
 
 
 def make_leaf(
@@ -123,22 +101,16 @@ def make_leaf(
     purpose: x509.ObjectIdentifier,
     sans: list[x509.GeneralName] | None = None,
 ) -> Issued:
-    key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=10))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
+    return build(
+        name(common_name),
+        ec.generate_private_key(ec.SECP256R1()),
+        issuer=ca,
+        sans=sans,
+        eku=[purpose],
+        not_before=now - timedelta(minutes=5),
+        not_after=now + timedelta(days=10),
     )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return Issued(key, builder.sign(ca.key, hashes.SHA256()))
 
 
 def key_usage(**set_bits: bool) -> x509.KeyUsage:
