@@ -927,7 +927,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.smoke
             else "make bench-ansible"
             if args.ansible_settings
-            else "make bench",
+            else "make bench"
+            if not (args.skip_broker or args.skip_fleet or args.fleet_sizes != "1,5,20")
+            else "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
             "image": image,
