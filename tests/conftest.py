@@ -61,16 +61,22 @@ class _RoleModuleUtils(importlib.abc.MetaPathFinder):
 sys.meta_path.append(_RoleModuleUtils())
 
 
-def load_role_module_utils(role: str, name: str) -> ModuleType:
-    """A role's module_utils file, imported as Ansible imports it."""
+def load_module_utils(name: str) -> ModuleType:
+    """A file of plugins/module_utils, imported as Ansible imports it."""
     module = importlib.import_module(f"ansible.module_utils.{name}")
-    assert Path(str(module.__file__)).parent == PROJECT / "roles" / role / "module_utils"
+    assert Path(str(module.__file__)).parent == PROJECT / "plugins" / "module_utils"
     return module
 
 
 def load_role_module(role: str, name: str) -> ModuleType:
     """A module that ships inside a role's library/; import it by path."""
     return _load_path(name, PROJECT / "roles" / role / "library" / f"{name}.py")
+
+
+def load_plugin_module(name: str) -> ModuleType:
+    """A module of plugins/modules (ansible.cfg's library: the CA's modules,
+    which more than one role runs); import it by path."""
+    return _load_path(name, PROJECT / "plugins" / "modules" / f"{name}.py")
 
 
 def load_passwd_module() -> ModuleType:

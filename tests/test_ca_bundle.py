@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import load_role_module
+from tests.conftest import load_plugin_module
 
-bundle: Any = load_role_module("pisec_ca", "pisec_ca_bundle")
+bundle: Any = load_plugin_module("pisec_ca_bundle")
 
 GENERATIONS = [".previous", "", ".next"]
 

@@ -24,15 +24,15 @@ from tests.conftest import (
     CA_PASSPHRASE,
     csr_pem,
     key_usage,
-    load_role_module,
-    load_role_module_utils,
+    load_module_utils,
+    load_plugin_module,
     make_csr,
     make_leaf,
     write_ca_dir,
 )
 
-issue_module: Any = load_role_module("pisec_ca", "pisec_ca_issue")
-policy: Any = load_role_module_utils("pisec_ca", "pisec_ca_policy")
+issue_module: Any = load_plugin_module("pisec_ca_issue")
+policy: Any = load_module_utils("pisec_ca_policy")
 
 SERVER, CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH
 BROKER_SANS = ["DNS:pisec-broker", "IP:192.0.2.10"]
@@ -478,3 +478,121 @@ def test_a_forged_report_never_gets_a_certificate_kept_or_signed(ca_dir: Path, p
         "  revoked_at: '20260101000000Z'\n"
     )
     assert refused(ca_dir, honest).fields == ["identity"]
+
+
+keep_module: Any = load_plugin_module("pisec_ca_keep")
+
+
+def _keep_request(
+    request_id: str, existing: str, public_key: str, **profile: Any
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": request_id,
+        "common_name": "pisec-dev-a",
+        "subject_alt_names": [],
+        "extended_key_usage": "clientAuth",
+        "key_type": "ecdsa",
+        "key_curve": "secp256r1",
+        "key_size": 3072,
+        "public_key": public_key,
+        "existing": existing,
+    }
+    values.update(profile)
+    return values
+
+
+def test_the_fleet_keep_decision_is_the_one_host_decision_for_every_forgery(
+    ca_dir: Path, pi_key: Any
+) -> None:
+    """pisec_ca_keep answers a whole play's keep requests in one run. Each
+    answer is the one pisec_ca_issue gives that host without a request: the
+    honest host keeps its certificate; every forged report in the same batch
+    (another host's certificate with its key, its own with another key, a
+    look-alike CA, garbage, empties, a server profile for a client
+    certificate, a profile the CA would never issue) keeps nothing; nothing
+    is signed or recorded."""
+    now = datetime.now(UTC)
+    other_key = ec.generate_private_key(ec.SECP256R1())
+    mine = issue_module.issue(
+        params(ca_dir, csr_pem(make_csr(pi_key, "pisec-dev-a", purposes=[CLIENT]))), False
+    )
+    other = issue_module.issue(
+        params(
+            ca_dir,
+            csr_pem(make_csr(other_key, "pisec-dev-b", purposes=[CLIENT])),
+            host="pisec-dev-b",
+            common_name="pisec-dev-b",
+        ),
+        False,
+    )
+    ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
+    rogue_ca = write_ca_dir(
+        ca_dir.parent / "rogue", name=ca.subject.rfc4514_string().split("=", 1)[1]
+    )
+    made_up = (
+        make_leaf(rogue_ca, "pisec-dev-a", CLIENT)
+        .certificate.public_bytes(serialization.Encoding.PEM)
+        .decode()
+    )
+    own, others = _public_pem(pi_key), _public_pem(other_key)
+    requests = [
+        _keep_request("honest", mine["certificate"], own),
+        _keep_request("b-honest", other["certificate"], others, common_name="pisec-dev-b"),
+        _keep_request("b's certificate and key as a", other["certificate"], others),
+        _keep_request("own certificate, other key", mine["certificate"], others),
+        _keep_request("look-alike CA", made_up, own),
+        _keep_request("not a key", mine["certificate"], "-----BEGIN PUBLIC KEY-----\nAAAA\n"),
+        _keep_request("not a certificate", "-----BEGIN CERTIFICATE-----\n", own),
+        _keep_request("no key", mine["certificate"], ""),
+        _keep_request("no certificate", "", own),
+        _keep_request(
+            "server profile",
+            mine["certificate"],
+            own,
+            extended_key_usage="serverAuth",
+            subject_alt_names=["DNS:pisec-dev-a"],
+        ),
+        _keep_request("bad curve", mine["certificate"], own, key_curve="secp1r1"),
+        _keep_request("bad name", mine["certificate"], own, common_name="pisec dev a\n"),
+    ]
+    before = issued(ca_dir)
+    answer = keep_module.decide(str(ca_dir), requests, now)
+    assert answer == {
+        "changed": False,
+        "kept": ["b-honest", "honest"],
+        "serials": {"honest": mine["serial"], "b-honest": other["serial"]},
+    }
+    assert issued(ca_dir) == before
+    # The same decisions, host by host, as pisec_ca_issue without a request.
+    for request in requests[2:10]:
+        single = params(
+            ca_dir,
+            "",
+            public_key=request["public_key"],
+            existing=request["existing"],
+            extended_key_usage=request["extended_key_usage"],
+            subject_alt_names=request["subject_alt_names"],
+        )
+        assert issue_module.issue(single, False)["kept"] is False, request["id"]
+    # A repeated id is answered by its first request only (a later forged
+    # duplicate cannot take over an honest answer, or the other way round).
+    duplicate = keep_module.decide(str(ca_dir), [requests[3] | {"id": "honest"}, requests[0]], now)
+    assert duplicate["kept"] == []
+
+
+def test_the_fleet_keep_decision_keeps_nothing_revoked_or_expired(
+    ca_dir: Path, pi_key: Any
+) -> None:
+    """A revoked identity keeps nothing (and gets no error: it makes no
+    request); a certificate past its end keeps nothing."""
+    mine = issue_module.issue(
+        params(ca_dir, csr_pem(make_csr(pi_key, "pisec-dev-a", purposes=[CLIENT]))), False
+    )
+    request = _keep_request("a", mine["certificate"], _public_pem(pi_key))
+    later = datetime.now(UTC) + timedelta(days=400)
+    assert keep_module.decide(str(ca_dir), [request], later)["kept"] == []
+    (ca_dir.parent / "ca.revoked.yml").write_text(
+        "- serial: '01'\n  issuer: 'AA'\n  cn: pisec-dev-a\n  reason: key_compromise\n"
+        "  revoked_at: '20260101000000Z'\n"
+    )
+    assert keep_module.decide(str(ca_dir), [request], datetime.now(UTC))["kept"] == []

@@ -22,18 +22,18 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from tests.conftest import (
     CA_PASSPHRASE,
     csr_pem,
-    load_role_module,
-    load_role_module_utils,
+    load_module_utils,
+    load_plugin_module,
     make_csr,
     write_ca_dir,
 )
 
-revoke: Any = load_role_module("pisec_ca", "pisec_ca_revoke")
-crl: Any = load_role_module("pisec_ca", "pisec_ca_crl")
-issue: Any = load_role_module("pisec_ca", "pisec_ca_issue")
-store: Any = load_role_module_utils("pisec_ca", "pisec_ca_store")
-revocations: Any = load_role_module_utils("pisec_ca", "pisec_ca_record")
-policy: Any = load_role_module_utils("pisec_ca", "pisec_ca_policy")
+revoke: Any = load_plugin_module("pisec_ca_revoke")
+crl: Any = load_plugin_module("pisec_ca_crl")
+issue: Any = load_plugin_module("pisec_ca_issue")
+store: Any = load_module_utils("pisec_ca_store")
+revocations: Any = load_module_utils("pisec_ca_record")
+policy: Any = load_module_utils("pisec_ca_policy")
 
 NOW = datetime.now(UTC)
 CLIENT = ExtendedKeyUsageOID.CLIENT_AUTH

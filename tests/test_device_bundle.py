@@ -17,10 +17,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.conftest import CA_PASSPHRASE, load_role_module, load_role_module_utils, write_ca_dir
+from tests.conftest import CA_PASSPHRASE, load_module_utils, load_plugin_module, write_ca_dir
 
-bundles: Any = load_role_module("pisec_ca", "pisec_ca_device_bundle")
-store: Any = load_role_module_utils("pisec_ca", "pisec_ca_store")
+bundles: Any = load_plugin_module("pisec_ca_device_bundle")
+store: Any = load_module_utils("pisec_ca_store")
 
 
 def run(ca_dir: Path, check_mode: bool = False, **overrides: Any) -> list[dict[str, Any]]:

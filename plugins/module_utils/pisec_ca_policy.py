@@ -19,6 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ansible.module_utils.pisec_ca_store import (
+    Generation,
+    certificate_signed_by,
+    is_recorded,
+    not_after,
+    not_before,
+    serial_hex,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -399,3 +407,47 @@ def renewal_due(
     lifetime = (not_after - not_before).total_seconds()
     left = (not_after - now).total_seconds()
     return left < lifetime * (float(fraction_left) + float(jitter) * draw())
+
+
+def reported_public_key(pem: str | None) -> Any:
+    """The public key a host reports for its served key (PEM), or None when
+    it is empty or not a public key."""
+    text = (pem or "").strip()
+    try:
+        return serialization.load_pem_public_key(text.encode("ascii")) if text else None
+    except (ValueError, UnicodeEncodeError, TypeError):
+        return None
+
+
+def kept_certificate(
+    existing_pem: str | None,
+    generation: Generation,
+    profile: Profile,
+    public_key: Any,
+    revoked_serials: set[str],
+    now: datetime,
+) -> x509.Certificate | None:
+    """The certificate a host reports as served, when the CA keeps it: valid
+    now, not revoked, and byte for byte what this CA (`generation`, the one
+    that signs now) signed and recorded for this key and profile. None
+    otherwise. Everything but the CA's own files comes from the host and is
+    not trusted: a host that misreports its key only keeps a certificate
+    its key cannot use."""
+    pem = (existing_pem or "").strip()
+    if not pem or public_key is None:
+        return None
+    try:
+        certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError):
+        return None
+    if not (not_before(certificate) <= now < not_after(certificate)):
+        return None
+    if serial_hex(certificate.serial_number) in revoked_serials:
+        return None
+    if not certificate_signed_by(certificate, generation.certificate):
+        return None
+    if certificate_mismatch(certificate, profile, public_key) is not None:
+        return None
+    if not is_recorded(generation, certificate):
+        return None
+    return certificate

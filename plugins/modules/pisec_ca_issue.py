@@ -30,8 +30,9 @@ from ansible.module_utils.pisec_ca_policy import (
     Profile,
     RequestRefusedError,
     build_leaf,
-    certificate_mismatch,
     check_request,
+    kept_certificate,
+    reported_public_key,
     validity,
 )
 from ansible.module_utils.pisec_ca_record import (
@@ -42,12 +43,9 @@ from ansible.module_utils.pisec_ca_record import (
 from ansible.module_utils.pisec_ca_store import (
     StoreError,
     authority_key_identifier,
-    certificate_signed_by,
     digest_for,
-    is_recorded,
     load_ca_key,
     not_after,
-    not_before,
     record_issued,
     serial_hex,
     signing_generation,
@@ -103,45 +101,6 @@ refused: {description: The CSR fields that were refused (only on failure)., type
 """
 
 
-def _existing_kept(
-    module_params: dict[str, Any],
-    generation: Any,
-    profile: Profile,
-    public_key: Any,
-    revoked: set[str],
-) -> x509.Certificate | None:
-    pem = (module_params.get("existing") or "").strip()
-    if not pem or module_params.get("renew"):
-        return None
-    try:
-        certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
-    except (ValueError, UnicodeEncodeError):
-        return None
-    now = datetime.now(UTC)
-    if not (not_before(certificate) <= now < not_after(certificate)):
-        return None
-    if serial_hex(certificate.serial_number) in revoked:
-        return None
-    # What the host reports is only kept if it is, byte for byte, what this
-    # CA signed and recorded for this key and profile.
-    if not certificate_signed_by(certificate, generation.certificate):
-        return None
-    if public_key is None or certificate_mismatch(certificate, profile, public_key) is not None:
-        return None
-    if not is_recorded(generation, certificate):
-        return None
-    return certificate
-
-
-def _reported_key(params: dict[str, Any]) -> Any:
-    """The public key a host reports for its served key, or None."""
-    pem = (params.get("public_key") or "").strip()
-    try:
-        return serialization.load_pem_public_key(pem.encode("ascii")) if pem else None
-    except (ValueError, UnicodeEncodeError, TypeError):
-        return None
-
-
 def issue(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
     """The module's work; raises RequestRefusedError, StoreError or ValueError."""
     if not 1 <= params["validity_days"] <= params["max_validity_days"]:
@@ -178,9 +137,20 @@ def issue(params: dict[str, Any], check_mode: bool) -> dict[str, Any]:
                 )
             ]
         )
-    public_key = csr.public_key() if csr is not None else _reported_key(params)
+    public_key = csr.public_key() if csr is not None else reported_public_key(params["public_key"])
     revoked_serials = {entry.serial for entry in entries if entry.issuer == generation.key_id}
-    kept = _existing_kept(params, generation, profile, public_key, revoked_serials)
+    kept = (
+        None
+        if params.get("renew")
+        else kept_certificate(
+            params.get("existing"),
+            generation,
+            profile,
+            public_key,
+            revoked_serials,
+            datetime.now(UTC),
+        )
+    )
     if kept is not None:
         return {
             "changed": False,
