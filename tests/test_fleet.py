@@ -7,6 +7,7 @@ here a reader stands in for it so that every outcome can be set up.
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,15 @@ import pisec.cli
 import pisec.fleet
 import pisec.rules
 from pisec.cli import main
-from pisec.fleet import FleetHost, hosts_from_inventory, is_due, remote_command, split_files
+from pisec.fleet import (
+    FleetHost,
+    facts_command,
+    hosts_from_inventory,
+    is_due,
+    managed_files,
+    remote_command,
+    split_files,
+)
 from plugins.filter import pisec_pki
 from tests.certs import build, name, new_key
 from tests.conftest import PROJECT
@@ -52,13 +61,89 @@ def test_hosts_come_from_the_inventory() -> None:
     ]
 
 
-def test_the_remote_side_prints_each_file_after_a_marker() -> None:
-    command = remote_command()
-    assert "/etc/mosquitto/certs/pisec-server.crt" in command and "sudo" not in command
-    files = split_files(
-        "==> pisec-file /etc/pisec/tls/client.crt\n-----BEGIN X-----\nAA\n-----END X-----\n"
+def _fact(stem: str, fact: dict[str, Any]) -> str:
+    return f"==> pisec-file /etc/ansible/facts.d/{stem}.fact\n{json.dumps(fact)}\n"
+
+
+def _cert_fact(name: str, purpose: str, directory: str) -> str:
+    return _fact(
+        "pisec_cert_" + name.replace("-", "_"),
+        {
+            "name": name,
+            "purpose": purpose,
+            "common_name": "x",
+            "dir": directory,
+            "certificate": f"{directory}/{name}.crt",
+            "key": f"{directory}/{name}.key",
+            "ca": f"{directory}/pisec-ca.crt",
+        },
     )
-    assert files == {"/etc/pisec/tls/client.crt": b"-----BEGIN X-----\nAA\n-----END X-----\n"}
+
+
+# What the roles write on a broker and on a device Pi (the device's
+# directory moved by its inventory: the paths come from the facts).
+BROKER_FACTS = _cert_fact("pisec-server", "server", "/etc/mosquitto/certs") + _fact(
+    "pisec_mosquitto", {"crl_file": "/etc/mosquitto/certs/pisec-ca.crl"}
+)
+CLIENT_FACTS = _cert_fact("client", "client", "/srv/pisec/tls")
+
+
+def test_the_remote_side_reads_the_facts_then_the_files_they_name() -> None:
+    command = facts_command()
+    assert "/etc/ansible/facts.d/pisec_cert_*.fact" in command and "sudo" not in command
+    files = split_files(BROKER_FACTS + CLIENT_FACTS)
+    assert managed_files(files) == [
+        ("device client", "/srv/pisec/tls/client.crt"),
+        ("broker server", "/etc/mosquitto/certs/pisec-server.crt"),
+        ("broker CRL", "/etc/mosquitto/certs/pisec-ca.crl"),
+    ]
+    assert remote_command(["/srv/pisec/tls/client.crt"]).startswith(
+        "if [ -r /srv/pisec/tls/client.crt ]; then echo '==> pisec-file /srv/pisec/tls/client.crt'"
+    )
+    files = split_files("==> pisec-file /srv/pisec/tls/client.crt\n-----BEGIN X-----\nAA\n")
+    assert files == {"/srv/pisec/tls/client.crt": b"-----BEGIN X-----\nAA\n"}
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("certificate", "/etc/pisec/tls/client.crt; rm -rf /"),
+        ("certificate", "$(reboot)"),
+        ("certificate", "/etc/../root/.ssh/id_ed25519"),
+        ("certificate", "relative/client.crt"),
+        ("certificate", "/etc/pisec/tls/client.crt\n/etc/shadow"),
+        ("ca", "/etc/pisec/tls/ca.crt\u00a0"),
+        ("purpose", "admin"),
+        ("name", "../client"),
+        ("dir", ["/etc"]),
+    ],
+)
+def test_a_forged_fact_is_refused_naming_its_field_and_nothing_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    field: str,
+    value: Any,
+) -> None:
+    """Root on a Pi writes its local facts: a path that is not a plain
+    absolute path, or a field that is not what the roles write, is one
+    problem item naming the fact and field; no path of it reaches a
+    command."""
+    fact = json.loads(CLIENT_FACTS.split("\n", 1)[1])
+    fact[field] = value
+    output = _fact("pisec_cert_client", fact) + "==> pisec-file /etc/shadow\nroot:x\n"
+    with pytest.raises(ValueError, match=re.escape(f"ansible_local.pisec_cert_client.{field}")):
+        managed_files(split_files(output))
+    code, reports = _run(monkeypatch, capsys, {"broker-1": BROKER_FACTS, "sensor-1": output})
+    assert code == 1
+    [item] = reports[1]["certificates"]
+    assert item["role"] == "local facts" and f"pisec_cert_client.{field}" in item["problem"]
+
+
+def test_a_fact_that_is_not_json_is_a_problem_item() -> None:
+    with pytest.raises(ValueError, match=re.escape("pisec_cert_client.fact is not JSON")):
+        managed_files(
+            split_files("==> pisec-file /etc/ansible/facts.d/pisec_cert_client.fact\n{\n")
+        )
 
 
 def test_due_rule_matches_the_roles() -> None:
@@ -102,7 +187,7 @@ def _run(
 def test_nothing_due_exits_0(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fresh = "==> pisec-file /etc/mosquitto/certs/pisec-server.crt\n" + _pem(300, 365)
+    fresh = BROKER_FACTS + "==> pisec-file /etc/mosquitto/certs/pisec-server.crt\n" + _pem(300, 365)
     code, reports = _run(monkeypatch, capsys, {"broker-1": fresh, "sensor-1": ""})
     assert code == 0
     [cert] = reports[0]["certificates"]
@@ -112,7 +197,7 @@ def test_nothing_due_exits_0(
 def test_due_or_unreachable_exits_1(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    due = "==> pisec-file /etc/pisec/tls/client.crt\n" + _pem(20, 365)
+    due = CLIENT_FACTS + "==> pisec-file /srv/pisec/tls/client.crt\n" + _pem(20, 365)
     code, reports = _run(
         monkeypatch, capsys, {"broker-1": OSError("No route to host"), "sensor-1": due}, "--due"
     )
@@ -127,7 +212,9 @@ def test_text_table(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixtu
     monkeypatch.setattr(
         pisec.cli,
         "read_over_ssh",
-        lambda host, _t, _k=None: "==> pisec-file /etc/pisec/tls/client.crt\n" + _pem(5, 30),
+        lambda host, _t, _k=None: (
+            CLIENT_FACTS + "==> pisec-file /srv/pisec/tls/client.crt\n" + _pem(5, 30)
+        ),
     )
     assert main(["fleet", "certs", "-i", "inv"]) == 1
     out = capsys.readouterr().out.splitlines()
@@ -162,7 +249,7 @@ def test_every_crl_of_a_rollover_bundle_is_listed(
     # During a CA rollover the broker's crlfile holds the CRL of each CA;
     # the second one running out must not hide behind the first.
     bundle = _crl_pem("pisec fleet CA", 25) + _crl_pem("pisec fleet CA G2", 5)
-    output = "==> pisec-file /etc/mosquitto/certs/pisec-ca.crl\n" + bundle
+    output = BROKER_FACTS + "==> pisec-file /etc/mosquitto/certs/pisec-ca.crl\n" + bundle
     code, reports = _run(monkeypatch, capsys, {"broker-1": output, "sensor-1": ""})
     assert code == 1
     crls = reports[0]["certificates"]
@@ -195,7 +282,11 @@ def _run_with(
 def test_a_crl_is_due_within_the_inventorys_renewal_window(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    output = "==> pisec-file /etc/mosquitto/certs/pisec-ca.crl\n" + _crl_pem("pisec fleet CA", 15)
+    output = (
+        BROKER_FACTS
+        + "==> pisec-file /etc/mosquitto/certs/pisec-ca.crl\n"
+        + _crl_pem("pisec fleet CA", 15)
+    )
     inventory = _inventory_with_ca({"pisec_ca_crl_renew_before_days": 20})
     code, reports = _run_with(monkeypatch, capsys, inventory, {"broker-1": output, "sensor-1": ""})
     assert code == 1
@@ -268,3 +359,28 @@ def test_the_renewal_rule_and_serial_form_are_one_implementation() -> None:
     assert shared.resolve() == Path(pisec.rules.__file__).resolve()
     assert pisec.fleet.is_due is pisec.rules.renewal_due
     assert pisec_pki.serial_hex(0x0ABC) == pisec.rules.serial_hex(0x0ABC) == "0ABC"
+
+
+def test_the_playbooks_read_the_same_facts_through_the_filters() -> None:
+    """ca-rollover.yml and rotate-certs.yml read ansible_local through
+    pisec_cert_facts / pisec_cert_fact: the same checks, the host named."""
+    from ansible.errors import AnsibleFilterError
+
+    from plugins.filter.pisec_pki import cert_fact, cert_facts
+
+    local = {
+        stem.removesuffix(".fact").rsplit("/", 1)[-1]: json.loads(data)
+        for stem, data in split_files(BROKER_FACTS + CLIENT_FACTS).items()
+    }
+    assert [fact["certificate"] for fact in cert_facts(local, "pi")] == [
+        "/srv/pisec/tls/client.crt",
+        "/etc/mosquitto/certs/pisec-server.crt",
+    ]
+    assert cert_fact(local, "pisec-server", "pi")["ca"] == "/etc/mosquitto/certs/pisec-ca.crt"
+    with pytest.raises(AnsibleFilterError, match=r"pi-b: no local fact .*pisec_cert_pisec_server"):
+        cert_fact({}, "pisec-server", "pi-b")
+    local["pisec_cert_client"]["key"] = "/etc/pisec/tls/client.key && id"
+    with pytest.raises(
+        AnsibleFilterError, match=re.escape("pi-c: ansible_local.pisec_cert_client.key")
+    ):
+        cert_facts(local, "pi-c")

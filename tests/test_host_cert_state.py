@@ -209,6 +209,8 @@ def test_a_key_that_is_not_one_and_a_linked_bundle_report_nothing(tmp_path: Path
         "key": {"exists": False},
         "crt": {"exists": False},
         "ca": {"exists": False},
+        "fact": {"exists": False},
+        "facts_dir": {"exists": False},
     }
 
 
@@ -219,3 +221,24 @@ def test_installed_packages_are_what_dpkg_marks_installed() -> None:
     installs only names it asked about, whatever the answer says."""
     out = "mosquitto-clients ii \npython3-cryptography rc \nlibssl3t64:arm64 ii \nevil\nname ii \n"
     assert state.installed(out) == {"mosquitto-clients", "libssl3t64", "name"}
+
+
+def test_the_local_fact_and_its_directory_are_reported(tmp_path: Path) -> None:
+    """The fact that records the paths is reported like the other files
+    (checksum, owner, mode), so a converged host needs no task to check it;
+    a symlink in its place is reported as absent and rewritten."""
+    facts = tmp_path / "facts.d"
+    facts.mkdir(mode=0o755)
+    fact = facts / "pisec_cert_client.fact"
+    fact.write_text('{"name": "client"}\n')
+    fact.chmod(0o644)
+    got = state.inspect(str(tmp_path / "tls"), NAME, "", str(fact))["files"]
+    assert got["fact"]["mode"] == "0644" and got["fact"]["sha256"] == (
+        hashlib.sha256(b'{"name": "client"}\n').hexdigest()
+    )
+    assert got["facts_dir"]["exists"] and got["facts_dir"]["mode"] == "0755"
+    fact.unlink()
+    os.symlink("/etc/passwd", fact)
+    assert state.inspect(str(tmp_path / "tls"), NAME, "", str(fact))["files"]["fact"] == {
+        "exists": False
+    }

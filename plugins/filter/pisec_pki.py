@@ -3,7 +3,7 @@
 Serials are shown in the form `openssl x509 -serial` and `pisec inspect`
 print (uppercase hex, whole bytes), so that an operator can paste one into
 `playbooks/revoke.yml -e serial=...` from either tool. (The CA's own
-records and CRLs are its modules' work: roles/pisec_ca/module_utils.)
+records and CRLs are its modules' work: plugins/module_utils.)
 """
 
 from __future__ import annotations
@@ -30,6 +30,29 @@ def serial_hex(serial: Any) -> str:
     if number < 0:
         raise AnsibleFilterError(f"serial {serial!r} is negative")
     return rules.serial_hex(number)
+
+
+def cert_facts(local: Any, host: str = "") -> list[dict[str, str]]:
+    """The certificates a host's ansible_local records (pisec.rules.cert_facts),
+    each path checked in full; a fact that is not what pisec writes stops
+    the run naming the host and field."""
+    try:
+        return rules.cert_facts(local if isinstance(local, Mapping) else {})
+    except rules.CertFactError as exc:
+        raise AnsibleFilterError(f"{host}: {exc}" if host else str(exc)) from None
+
+
+def cert_fact(local: Any, name: str, host: str = "") -> dict[str, str]:
+    """The one recorded certificate with this name (pisec_host_cert_name), or
+    a stop saying pisec has not recorded it on this host yet."""
+    for fact in cert_facts(local, host):
+        if fact["name"] == name:
+            return fact
+    raise AnsibleFilterError(
+        f"{host or 'this host'}: no local fact {rules.CERT_FACT_DIR}/"
+        f"{rules.CERT_FACT_PREFIX}{name.replace('-', '_')}.fact records the certificate "
+        f"{name!r}: run site.yml on it first (pisec writes it since this version)"
+    )
 
 
 def _asn1_time(text: Any, field: str) -> datetime:
@@ -117,6 +140,8 @@ class FilterModule:
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
+            "pisec_cert_facts": cert_facts,
+            "pisec_cert_fact": cert_fact,
             "pisec_serial_hex": serial_hex,
             "pisec_renewal_due": renewal_due,
             "pisec_ca_subject": ca_subject,

@@ -2,12 +2,16 @@
 
 Hosts come from the Ansible inventory (`ansible-inventory --list`), so the
 fleet is described once. Each host is reached over SSH with Fabric, in
-parallel; only public files are read (certificates and the CRL), so no
-privilege escalation is needed. The bundles of devices Ansible cannot reach
-are read on this host, from the inventory's bundle directory. Certificates
-are parsed here, with the same due rule the roles apply (less than a third
-of the lifetime left); a CRL is due with fewer than
-pisec_ca_crl_renew_before_days left, as the CA renews it.
+parallel; only public files are read (the local facts, certificates and the
+CRL), so no privilege escalation is needed. Where the files are is read from
+the local facts the roles write on the host
+(/etc/ansible/facts.d/pisec_cert_*.fact, one per certificate, and the
+broker's pisec_mosquitto.fact): the paths are written down once, by the
+roles, and every path is checked in full before it is read. The bundles of
+devices Ansible cannot reach are read on this host, from the inventory's
+bundle directory. Certificates are parsed here, with the same due rule the
+roles apply (less than a third of the lifetime left); a CRL is due with
+fewer than pisec_ca_crl_renew_before_days left, as the CA renews it.
 """
 
 from __future__ import annotations
@@ -28,14 +32,25 @@ from cryptography import x509
 
 from pisec.certfile import pem_blocks
 from pisec.errors import PisecError
-from pisec.rules import renewal_due, serial_hex
-
-# What pisec manages on a host, by role. Public files only.
-MANAGED_FILES = (
-    ("broker server", "/etc/mosquitto/certs/pisec-server.crt"),
-    ("broker CRL", "/etc/mosquitto/certs/pisec-ca.crl"),
-    ("device client", "/etc/pisec/tls/client.crt"),
+from pisec.rules import (
+    CERT_FACT_DIR,
+    CERT_FACT_PREFIX,
+    CertFactError,
+    cert_facts,
+    checked_path,
+    renewal_due,
+    serial_hex,
 )
+
+# Where the roles record what they installed (pisec.rules: one local fact
+# per certificate; the broker's own fact names its CRL).
+FACT_FILES = (
+    f"{CERT_FACT_DIR}/{CERT_FACT_PREFIX}*.fact",
+    f"{CERT_FACT_DIR}/pisec_mosquitto.fact",
+)
+ROLE_OF_PURPOSE = {"server": "broker server", "client": "device client"}
+CRL_ROLE = "broker CRL"
+FACTS_ROLE = "local facts"
 FLEET_GROUPS = ("pisec_brokers", "pisec_clients")
 MARKER = "==> pisec-file "
 BUNDLE_ROLE = "device bundle"
@@ -211,15 +226,52 @@ def _run_ansible_inventory(args: list[str]) -> str:
     return result.stdout
 
 
-def remote_command() -> str:
-    """Print every managed file that exists, each after a marker line."""
+def facts_command() -> str:
+    """Print every pisec local fact file on the host, each after a marker.
+    Fixed text: nothing from the inventory or the host is in it."""
+    patterns = " ".join(FACT_FILES)
+    return (
+        f'for f in {patterns}; do if [ -r "$f" ]; then '
+        f'echo {shlex.quote(MARKER)}"$f"; cat "$f"; echo; fi; done; true'
+    )
+
+
+def remote_command(paths: Iterable[str]) -> str:
+    """Print every file of `paths` that exists, each after a marker line.
+    Each path was checked in full (managed_files) and is quoted."""
     parts = []
-    for _, path in MANAGED_FILES:
+    for path in paths:
         quoted = shlex.quote(path)
         parts.append(
             f"if [ -r {quoted} ]; then echo {shlex.quote(MARKER + path)}; cat {quoted}; fi"
         )
-    return "; ".join(parts) + "; true"
+    return "; ".join([*parts, "true"])
+
+
+def managed_files(files: Mapping[str, bytes]) -> list[tuple[str, str]]:
+    """What pisec installed on a host, as (role, path), from the local fact
+    files among `files` (the output of facts_command, split). Raises
+    CertFactError naming the fact and field when one is not what the roles
+    write: the host's root can write anything there."""
+    local: dict[str, Any] = {}
+    for path, data in files.items():
+        name = path.rsplit("/", 1)[-1]
+        if not (path.startswith(CERT_FACT_DIR + "/") and name.endswith(".fact")):
+            continue
+        stem = name.removesuffix(".fact")
+        try:
+            local[stem] = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise CertFactError(f"{path} is not JSON ({exc})") from None
+    managed = [
+        (ROLE_OF_PURPOSE[fact["purpose"]], fact["certificate"]) for fact in cert_facts(local)
+    ]
+    broker = local.get("pisec_mosquitto")
+    if isinstance(broker, Mapping) and "crl_file" in broker:
+        managed.append(
+            (CRL_ROLE, checked_path(broker["crl_file"], "ansible_local.pisec_mosquitto.crl_file"))
+        )
+    return managed
 
 
 def split_files(output: str) -> dict[str, bytes]:
@@ -244,15 +296,34 @@ def assess(
     now: datetime,
     fraction_left: float,
     crl_days: int,
-    managed: Iterable[tuple[str, str]] = MANAGED_FILES,
 ) -> list[HeldCertificate]:
+    """Every certificate and CRL the host's local facts name, as found in
+    `files`; a fact that is not what pisec writes is one problem item."""
+    try:
+        managed = managed_files(files)
+    except CertFactError as exc:
+        return [
+            HeldCertificate(host, FACTS_ROLE, CERT_FACT_DIR, None, None, None, None, True, str(exc))
+        ]
+    return assess_files(host, files, managed, now, fraction_left, crl_days)
+
+
+def assess_files(
+    host: str,
+    files: Mapping[str, bytes],
+    managed: Iterable[tuple[str, str]],
+    now: datetime,
+    fraction_left: float,
+    crl_days: int,
+) -> list[HeldCertificate]:
+    """The certificates and CRLs of `managed` (role, path) found in `files`."""
     held: list[HeldCertificate] = []
     for role, path in managed:
         data = files.get(path)
         if data is None:
             continue
         try:
-            if role.endswith("CRL"):
+            if role == CRL_ROLE:
                 # During a CA rollover the file holds one CRL per trusted CA.
                 blocks = [block.text for block in pem_blocks(data) if block.label == "X509 CRL"]
                 for block in blocks or [data]:
@@ -324,15 +395,16 @@ def assess_bundles(
                 f"unreadable: {exc.strerror or exc}",
             )
         else:
-            [item] = assess(
-                device, {str(path): data}, now, fraction_left, 0, ((BUNDLE_ROLE, str(path)),)
+            [item] = assess_files(
+                device, {str(path): data}, ((BUNDLE_ROLE, str(path)),), now, fraction_left, 0
             )
         reports.append(HostReport(device, True, None, (item,)))
     return reports
 
 
 def read_over_ssh(host: FleetHost, timeout: float, known_hosts: Path | None = None) -> str:
-    """Run remote_command() on the host. Host keys must already be known
+    """Read the host's pisec local facts, then the files they name (two
+    commands on one connection). Host keys must already be known
     (the user's and the system's known_hosts, plus `known_hosts`): an
     unknown or changed key is refused, never silently accepted."""
     import paramiko  # imported here: paramiko is slow to import
@@ -352,10 +424,17 @@ def read_over_ssh(host: FleetHost, timeout: float, known_hosts: Path | None = No
     if known_hosts is not None:
         connection.client.load_host_keys(str(known_hosts))
     with connection:
-        result = connection.run(remote_command(), hide=True, warn=True, timeout=timeout * 3)
+        facts = connection.run(facts_command(), hide=True, warn=True, timeout=timeout * 3)
+        if facts.exited != 0:
+            raise OSError(f"remote command exited {facts.exited}: {facts.stderr.strip()[:200]}")
+        try:
+            paths = [path for _, path in managed_files(split_files(str(facts.stdout)))]
+        except CertFactError:
+            return str(facts.stdout)  # assess() reports the fact; nothing else is read
+        result = connection.run(remote_command(paths), hide=True, warn=True, timeout=timeout * 3)
         if result.exited != 0:
             raise OSError(f"remote command exited {result.exited}: {result.stderr.strip()[:200]}")
-        return str(result.stdout)
+        return str(facts.stdout) + str(result.stdout)
 
 
 def survey(

@@ -53,6 +53,12 @@ options:
     description: Debian packages whose installation is reported (C(packages_missing)).
     type: list
     elements: str
+  fact_path:
+    description: >-
+      The local fact file that records this certificate's paths
+      (C(/etc/ansible/facts.d/pisec_cert_<name>.fact)), whose checksum, owner and mode are
+      reported with those of its directory.
+    type: path
 """
 
 RETURN = r"""
@@ -95,8 +101,9 @@ public_key:
   type: str
 files:
   description: >-
-    C(dir), C(key), C(crt) and C(ca): each C(exists), C(owner), C(group), C(mode) (four octal
-    digits) of the entry itself (not followed), and for C(ca) its C(sha256).
+    C(dir), C(key), C(crt), C(ca), C(fact) and C(facts_dir): each C(exists), C(owner),
+    C(group), C(mode) (four octal digits) of the entry itself (not followed), and for a
+    regular file its C(sha256).
   type: dict
 packages_missing:
   description: The packages of C(packages) that dpkg does not list as installed.
@@ -166,7 +173,7 @@ def installed(dpkg_query_output: str) -> set[str]:
     return found
 
 
-def inspect(directory: str, name: str, ca_path: str = "") -> dict[str, Any]:
+def inspect(directory: str, name: str, ca_path: str = "", fact_path: str = "") -> dict[str, Any]:
     """The state of `<directory>/<name>.*` as the module reports it."""
     base = os.path.join(directory, name)
     generations = base + ".d"
@@ -220,6 +227,12 @@ def inspect(directory: str, name: str, ca_path: str = "") -> dict[str, Any]:
             "key": file_state(served + ".key", "file") if served else {"exists": False},
             "crt": file_state(served + ".crt", "file") if served else {"exists": False},
             "ca": file_state(ca_path, "file") if ca_path else {"exists": False},
+            "fact": file_state(fact_path, "file") if fact_path else {"exists": False},
+            "facts_dir": (
+                file_state(os.path.dirname(fact_path), "directory")
+                if fact_path
+                else {"exists": False}
+            ),
         },
     }
 
@@ -233,6 +246,7 @@ def main() -> None:
             "name": {"type": "str", "required": True},
             "ca_path": {"type": "path", "default": ""},
             "packages": {"type": "list", "elements": "str", "default": []},
+            "fact_path": {"type": "path", "default": ""},
         },
         supports_check_mode=True,
     )
@@ -251,7 +265,12 @@ def main() -> None:
     module.exit_json(
         changed=False,
         packages_missing=missing,
-        **inspect(module.params["dir"], name, module.params["ca_path"] or ""),
+        **inspect(
+            module.params["dir"],
+            name,
+            module.params["ca_path"] or "",
+            module.params["fact_path"] or "",
+        ),
     )
 
 
