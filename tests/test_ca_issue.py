@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 from cryptography import x509
@@ -416,13 +416,21 @@ def test_without_a_request_the_ca_only_decides_whether_it_keeps(ca_dir: Path, pi
     assert len(issued(ca_dir)) == 1
 
 
-def test_a_forged_report_never_gets_a_certificate_kept_or_signed(ca_dir: Path, pi_key: Any) -> None:
-    """What a host reports without a request (its certificate, its public
-    key) is forged here every way that matters: nothing is kept that the CA
-    would not keep with a request, and nothing is ever signed."""
-    nothing = {"changed": False, "kept": False, "certificate": "", "serial": ""}
-    csr = csr_pem(make_csr(pi_key, "pisec-dev-a", purposes=[CLIENT]))
-    mine = issue_module.issue(params(ca_dir, csr), False)["certificate"]
+class Forgeries(NamedTuple):
+    """What a forged report is made of: the honest host's issued result,
+    another host's issued result and key, and a certificate for the honest
+    host's name under a look-alike CA (same subject, other key)."""
+
+    mine: dict[str, Any]
+    other: dict[str, Any]
+    other_key: ec.EllipticCurvePrivateKey
+    made_up: str
+
+
+def _forgeries(ca_dir: Path, pi_key: Any) -> Forgeries:
+    mine = issue_module.issue(
+        params(ca_dir, csr_pem(make_csr(pi_key, "pisec-dev-a", purposes=[CLIENT]))), False
+    )
     other_key = ec.generate_private_key(ec.SECP256R1())
     other = issue_module.issue(
         params(
@@ -432,7 +440,7 @@ def test_a_forged_report_never_gets_a_certificate_kept_or_signed(ca_dir: Path, p
             common_name="pisec-dev-b",
         ),
         False,
-    )["certificate"]
+    )
     ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
     rogue_ca = write_ca_dir(
         ca_dir.parent / "rogue", name=ca.subject.rfc4514_string().split("=", 1)[1]
@@ -441,6 +449,21 @@ def test_a_forged_report_never_gets_a_certificate_kept_or_signed(ca_dir: Path, p
         make_leaf(rogue_ca, "pisec-dev-a", CLIENT)
         .certificate.public_bytes(serialization.Encoding.PEM)
         .decode()
+    )
+    return Forgeries(mine, other, other_key, made_up)
+
+
+def test_a_forged_report_never_gets_a_certificate_kept_or_signed(ca_dir: Path, pi_key: Any) -> None:
+    """What a host reports without a request (its certificate, its public
+    key) is forged here every way that matters: nothing is kept that the CA
+    would not keep with a request, and nothing is ever signed."""
+    nothing = {"changed": False, "kept": False, "certificate": "", "serial": ""}
+    forged = _forgeries(ca_dir, pi_key)
+    mine, other, other_key, made_up = (
+        forged.mine["certificate"],
+        forged.other["certificate"],
+        forged.other_key,
+        forged.made_up,
     )
     before = issued(ca_dir)
     forgeries = {
@@ -512,28 +535,8 @@ def test_the_fleet_keep_decision_is_the_one_host_decision_for_every_forgery(
     certificate, a profile the CA would never issue) keeps nothing; nothing
     is signed or recorded."""
     now = datetime.now(UTC)
-    other_key = ec.generate_private_key(ec.SECP256R1())
-    mine = issue_module.issue(
-        params(ca_dir, csr_pem(make_csr(pi_key, "pisec-dev-a", purposes=[CLIENT]))), False
-    )
-    other = issue_module.issue(
-        params(
-            ca_dir,
-            csr_pem(make_csr(other_key, "pisec-dev-b", purposes=[CLIENT])),
-            host="pisec-dev-b",
-            common_name="pisec-dev-b",
-        ),
-        False,
-    )
-    ca = x509.load_pem_x509_certificate((ca_dir / "ca.crt").read_bytes())
-    rogue_ca = write_ca_dir(
-        ca_dir.parent / "rogue", name=ca.subject.rfc4514_string().split("=", 1)[1]
-    )
-    made_up = (
-        make_leaf(rogue_ca, "pisec-dev-a", CLIENT)
-        .certificate.public_bytes(serialization.Encoding.PEM)
-        .decode()
-    )
+    forged = _forgeries(ca_dir, pi_key)
+    mine, other, other_key, made_up = forged.mine, forged.other, forged.other_key, forged.made_up
     own, others = _public_pem(pi_key), _public_pem(other_key)
     requests = [
         _keep_request("honest", mine["certificate"], own),

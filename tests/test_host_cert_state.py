@@ -8,13 +8,14 @@ unconfirmed and what is left over.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import load_role_module
+from tests.conftest import PROJECT, load_role_module
 
 state = load_role_module("pisec_host_cert", "pisec_host_cert_state")
 
@@ -242,3 +243,44 @@ def test_the_local_fact_and_its_directory_are_reported(tmp_path: Path) -> None:
     assert state.inspect(str(tmp_path / "tls"), NAME, "", str(fact))["files"]["fact"] == {
         "exists": False
     }
+
+
+def test_the_local_fact_the_role_writes_is_what_the_readers_accept() -> None:
+    """pisec_host_cert__fact_text, templated by Ansible itself from the
+    role's vars file, is JSON that pisec.rules.cert_facts (the readers:
+    the playbooks' filters and `pisec fleet certs`) accepts, with the
+    paths the role's other variables name."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    from pisec.fleet import managed_files, split_files
+    from pisec.rules import cert_facts
+
+    loader = DataLoader()
+    role = PROJECT / "roles" / "pisec_host_cert"
+    variables: dict[str, Any] = {
+        **loader.load_from_file(str(role / "defaults" / "main.yml"), trusted_as_template=True),
+        **loader.load_from_file(str(role / "vars" / "main.yml"), trusted_as_template=True),
+        "inventory_hostname": "pisec-broker",
+        "pisec_host_cert_dir": "/etc/mosquitto/certs",
+        "pisec_host_cert_name": "pisec-server",
+        "pisec_host_cert_ca_path": "/etc/mosquitto/certs/pisec-ca.crt",
+    }
+    templar = Templar(loader=loader, variables=variables)
+    text = templar.template(trust_as_template("{{ pisec_host_cert__fact_text }}"))
+    path = templar.template(trust_as_template("{{ pisec_host_cert__fact_path }}"))
+    assert path == "/etc/ansible/facts.d/pisec_cert_pisec_server.fact"
+    [fact] = cert_facts({"pisec_cert_pisec_server": json.loads(text)})
+    assert fact == {
+        "name": "pisec-server",
+        "purpose": "server",
+        "certificate": "/etc/mosquitto/certs/pisec-server.crt",
+        "key": "/etc/mosquitto/certs/pisec-server.key",
+        "ca": "/etc/mosquitto/certs/pisec-ca.crt",
+        "dir": "/etc/mosquitto/certs",
+    }
+    # As `pisec fleet certs` reads it back: the file after its marker.
+    output = f"==> pisec-file {path}\n{text}\n"
+    assert managed_files(split_files(output)) == [
+        ("broker server", "/etc/mosquitto/certs/pisec-server.crt")
+    ]
