@@ -144,24 +144,6 @@ def test_serials_as_openssl_prints_them() -> None:
         serial_hex(-1)
 
 
-def test_renewal_is_due_in_the_last_third_of_the_lifetime() -> None:
-    from datetime import UTC, datetime
-
-    from plugins.filter.pisec_pki import renewal_due
-
-    info = {"not_before": "20260101000000Z", "not_after": "20260401000000Z"}  # 90 days
-    at = datetime(2026, 2, 28, tzinfo=UTC)  # 32 days left: more than a third
-    assert not renewal_due(info, 1 / 3, now=at)
-    assert renewal_due(info, 1 / 3, now=datetime(2026, 3, 3, tzinfo=UTC))  # 29 days left
-    assert renewal_due(info, 1 / 3, force=True, now=at)
-    assert renewal_due(info, 1 / 3, now=datetime(2026, 4, 2, tzinfo=UTC))  # expired
-    assert renewal_due(info, 1 / 3, now=datetime(2025, 12, 31, tzinfo=UTC))  # not yet valid
-    # Jitter only ever moves the threshold earlier, by at most its share.
-    assert not renewal_due(info, 1 / 3, jitter=0.01, now=datetime(2026, 2, 26, tzinfo=UTC))
-    with pytest.raises(AnsibleFilterError, match="not_after"):
-        renewal_due({"not_before": "20260101000000Z", "not_after": "soon"}, 0.3)
-
-
 def test_ca_subject_names_each_generation_apart() -> None:
     assert ca_subject("pisec fleet CA", "pisec") == [{"O": "pisec"}, {"CN": "pisec fleet CA"}]
     assert ca_subject("pisec fleet CA", "pisec", "2") == [

@@ -8,14 +8,16 @@ records and CRLs are its modules' work: plugins/module_utils.)
 
 from __future__ import annotations
 
-import random
+import hashlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pisec import rules
 
@@ -55,29 +57,89 @@ def cert_fact(local: Any, name: str, host: str = "") -> dict[str, str]:
     )
 
 
-def _asn1_time(text: Any, field: str) -> datetime:
-    try:
-        return datetime.strptime(str(text), "%Y%m%d%H%M%SZ").replace(tzinfo=UTC)
-    except ValueError:
-        raise AnsibleFilterError(f"certificate {field} {text!r} is not an ASN.1 time") from None
-
-
-def renewal_due(
-    info: Mapping[str, Any],
-    fraction_left: float,
-    jitter: float = 0.0,
-    force: bool = False,
+def certificate_due(
+    certificate_pem: Any,
+    signing_ca_pem: Any,
+    key_type: str,
+    key_curve: str,
+    key_size: Any,
+    fraction_left: Any,
+    jitter: Any = 0.0,
+    force: Any = False,
+    new_key_on_renewal: Any = True,
     now: datetime | None = None,
-) -> bool:
-    """Whether a certificate (community.crypto.x509_certificate_info output)
-    should be renewed: forced, expired, not yet valid, or with less than
-    `fraction_left` (plus a random share of `jitter`) of its lifetime left."""
-    if force:
-        return True
-    not_before = _asn1_time(info.get("not_before"), "not_before")
-    not_after = _asn1_time(info.get("not_after"), "not_after")
-    threshold = float(fraction_left) + float(jitter) * random.random()
-    return rules.renewal_due(not_before, not_after, now or datetime.now(UTC), threshold)
+) -> dict[str, Any]:
+    """What the controller decides about a host's served certificate (PEM, as
+    the host reports it), parsed here:
+
+    - `due`: forced, expired, not yet valid, issued by another CA than the
+      one that signs now (`signing_ca_pem`, its key identifier), with less
+      than `fraction_left` (plus a share of `jitter` drawn for this
+      certificate and day) of its lifetime left, or for a key of another
+      kind than the inventory asks for;
+    - `new_key`: renew with a new key (due by time and `new_key_on_renewal`,
+      or the key is of another kind);
+    - `serial`: its serial as pisec prints serials ("" without one).
+
+    A report that is not a certificate is due, with a new key: whatever the
+    host serves there is replaced, and the CA decides what it gets."""
+    text = str(certificate_pem or "").strip()
+    if not text:
+        return {"due": False, "new_key": False, "serial": ""}
+    try:
+        certificate = x509.load_pem_x509_certificate(text.encode("ascii"))
+        key = certificate.public_key()
+        not_before, not_after = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    except (ValueError, UnicodeEncodeError):
+        return {"due": True, "new_key": True, "serial": ""}
+    if key_type == "ecdsa":
+        other_kind = not (
+            isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == key_curve
+        )
+    else:
+        other_kind = not (isinstance(key, rsa.RSAPublicKey) and key.key_size == int(key_size))
+    moment = now or datetime.now(UTC)
+    serial = rules.serial_hex(certificate.serial_number)
+    threshold = float(fraction_left) + float(jitter) * _daily_share(serial, moment)
+    by_time = (
+        boolean(force, strict=False)
+        or rules.renewal_due(not_before, not_after, moment, threshold)
+        or _authority_key_id(certificate) != _signing_key_id(signing_ca_pem, certificate)
+    )
+    return {
+        "due": by_time or other_kind,
+        "new_key": (by_time and boolean(new_key_on_renewal, strict=False)) or other_kind,
+        "serial": serial,
+    }
+
+
+def _daily_share(serial: str, moment: datetime) -> float:
+    """The jitter's share for one certificate on one day, in [0, 1): the
+    fleet's renewals spread over the jitter window, and every check of the
+    same certificate in a run (and all day) agrees."""
+    digest = hashlib.sha256(f"{serial}:{moment.date().isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _authority_key_id(certificate: x509.Certificate) -> bytes | None:
+    try:
+        value = certificate.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except (x509.ExtensionNotFound, ValueError):
+        return None
+    return value.key_identifier
+
+
+def _signing_key_id(signing_ca_pem: Any, certificate: x509.Certificate) -> bytes | None:
+    """The key identifier of the CA that signs now; without one published
+    (a dry run before the CA exists), the certificate's own issuer counts."""
+    text = str(signing_ca_pem or "").strip()
+    if not text:
+        return _authority_key_id(certificate)
+    try:
+        ca = x509.load_pem_x509_certificate(text.encode("ascii"))
+        return ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    except (ValueError, UnicodeEncodeError, x509.ExtensionNotFound) as exc:
+        raise AnsibleFilterError(f"the signing CA certificate cannot be read: {exc}") from None
 
 
 def ca_subject(common_name: str, organization: str, generation: Any = 1) -> list[dict[str, str]]:
@@ -141,9 +203,9 @@ class FilterModule:
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "pisec_cert_facts": cert_facts,
+            "pisec_certificate_due": certificate_due,
             "pisec_cert_fact": cert_fact,
             "pisec_serial_hex": serial_hex,
-            "pisec_renewal_due": renewal_due,
             "pisec_ca_subject": ca_subject,
             "pisec_crl_status": crl_status,
         }
