@@ -84,7 +84,7 @@ bench: venv image ## Measure what TLS, the VPN and provisioning cost (docs/bench
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m bench --output docs/benchmarks
 
-bench-ansible: venv image ## Time site.yml's second run on 20 Pis with each Ansible setting (docs/benchmarks-ansible.md, ~25 min)
+bench-ansible: venv image ## Time site.yml's second run on 20 Pis with each Ansible setting (docs/benchmarks-ansible.md, ~6 min)
 	@scripts/ensure-docker.sh
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m bench --skip-broker --fleet-sizes 20 --ansible-settings --output docs/benchmarks-ansible
