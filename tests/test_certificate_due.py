@@ -115,3 +115,24 @@ def test_inside_the_jitter_window_every_use_agrees_and_the_fleet_spreads() -> No
     # Outside the window, jitter changes nothing.
     assert _decide(_leaf(ca, 90 * 0.4), ca, jitter=0.05)["due"] is False
     assert _decide(_leaf(ca, 90 * 0.33), ca, jitter=0.0)["due"] is True
+
+
+def test_hosts_and_devices_are_renewed_by_one_rule() -> None:
+    """The CA's device bundles (pisec_ca_policy.renewal_due, on the CA
+    host) and the hosts' certificates (this filter, on the controller)
+    decide alike, jitter included: both are pisec.rules'."""
+    from cryptography import x509
+
+    from tests.conftest import load_module_utils
+
+    policy = load_module_utils("pisec_ca_policy")
+    ca = _ca("pisec fleet CA")
+    answers = set()
+    for _ in range(40):
+        leaf = _leaf(ca, 90 * 0.36)
+        certificate = x509.load_pem_x509_certificate(leaf.encode())
+        host = _decide(leaf, ca, jitter=0.05)["due"]
+        device = policy.renewal_due(certificate, NOW, 1 / 3, 0.05, False)
+        assert host == device
+        answers.add(host)
+    assert answers == {True, False}

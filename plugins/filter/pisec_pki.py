@@ -8,7 +8,6 @@ records and CRLs are its modules' work: plugins/module_utils.)
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -100,10 +99,11 @@ def certificate_due(
         other_kind = not (isinstance(key, rsa.RSAPublicKey) and key.key_size == int(key_size))
     moment = now or datetime.now(UTC)
     serial = rules.serial_hex(certificate.serial_number)
-    threshold = float(fraction_left) + float(jitter) * _daily_share(serial, moment)
     by_time = (
         boolean(force, strict=False)
-        or rules.renewal_due(not_before, not_after, moment, threshold)
+        or rules.renewal_due_with_jitter(
+            not_before, not_after, moment, float(fraction_left), float(jitter), serial
+        )
         or _authority_key_id(certificate) != _signing_key_id(signing_ca_pem, certificate)
     )
     return {
@@ -111,14 +111,6 @@ def certificate_due(
         "new_key": (by_time and boolean(new_key_on_renewal, strict=False)) or other_kind,
         "serial": serial,
     }
-
-
-def _daily_share(serial: str, moment: datetime) -> float:
-    """The jitter's share for one certificate on one day, in [0, 1): the
-    fleet's renewals spread over the jitter window, and every check of the
-    same certificate in a run (and all day) agrees."""
-    digest = hashlib.sha256(f"{serial}:{moment.date().isoformat()}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
 
 
 def _authority_key_id(certificate: x509.Certificate) -> bytes | None:

@@ -12,9 +12,8 @@ issues is built from the profile alone.
 from __future__ import annotations
 
 import ipaddress
-import random
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -27,6 +26,7 @@ from ansible.module_utils.pisec_ca_store import (
     not_before,
     serial_hex,
 )
+from ansible.module_utils.pisec_rules import renewal_due_with_jitter
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
@@ -391,22 +391,24 @@ def validity(
 
 
 def renewal_due(
-    not_before: datetime,
-    not_after: datetime,
+    certificate: x509.Certificate,
     now: datetime,
     fraction_left: float,
     jitter: float = 0.0,
     force: bool = False,
-    draw: Callable[[], float] = random.random,
 ) -> bool:
-    """Forced, expired, not yet valid, or with less than `fraction_left` (plus
-    a random share of `jitter`) of its lifetime left: the rule pisec applies
-    to every certificate it renews."""
-    if force or now < not_before or now >= not_after:
-        return True
-    lifetime = (not_after - not_before).total_seconds()
-    left = (not_after - now).total_seconds()
-    return left < lifetime * (float(fraction_left) + float(jitter) * draw())
+    """Forced, or due by the rule every pisec certificate is renewed by
+    (pisec_rules.renewal_due_with_jitter: expired, not yet valid, or with
+    less than `fraction_left` plus this certificate's share of `jitter` for
+    the day of its lifetime left)."""
+    return force or renewal_due_with_jitter(
+        not_before(certificate),
+        not_after(certificate),
+        now,
+        fraction_left,
+        jitter,
+        serial_hex(certificate.serial_number),
+    )
 
 
 def reported_public_key(pem: str | None) -> Any:

@@ -41,7 +41,6 @@ from ansible.module_utils.pisec_ca_store import (
     is_recorded,
     load_ca_key,
     not_after,
-    not_before,
     read_text,
     record_issued,
     serial_hex,
@@ -69,7 +68,9 @@ options:
     description: Renew below this fraction of the lifetime.
     type: float
     required: true
-  renewal_jitter: {description: Random extra fraction added to the threshold., type: float}
+  renewal_jitter:
+    description: Most extra fraction added to the threshold (a share per certificate and day).
+    type: float
   force: {description: Renew every bundle now., type: bool}
 supports_check_mode: true
 """
@@ -134,8 +135,7 @@ def decide(
         # Another CA's (a rollover's switch) or one this CA did not record.
         return "renewed"
     if renewal_due(
-        not_before(certificate),
-        not_after(certificate),
+        certificate,
         now,
         params["renew_fraction_left"],
         params["renewal_jitter"],

@@ -10,6 +10,7 @@ library only, as Ansible ships it to hosts.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -47,6 +48,30 @@ def renewal_due(
         return True
     lifetime = (not_after - not_before).total_seconds()
     return (not_after - now).total_seconds() < lifetime * fraction_left
+
+
+def jitter_share(serial: str, now: datetime) -> float:
+    """The share of the renewal jitter a certificate gets on the day of
+    `now`, in [0, 1): drawn from its serial and the date, so a fleet's
+    renewals spread over the jitter window while every check of one
+    certificate on one day (every use in a run) agrees."""
+    digest = hashlib.sha256(f"{serial}:{now.date().isoformat()}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def renewal_due_with_jitter(
+    not_before: datetime,
+    not_after: datetime,
+    now: datetime,
+    fraction_left: float,
+    jitter: float,
+    serial: str,
+) -> bool:
+    """renewal_due with `fraction_left` raised by this certificate's share
+    of `jitter` for the day (jitter_share): the rule every pisec
+    certificate is renewed by, host or device."""
+    share = float(jitter) * jitter_share(serial, now)
+    return renewal_due(not_before, not_after, now, float(fraction_left) + share)
 
 
 class CertFactError(ValueError):
