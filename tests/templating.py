@@ -28,6 +28,12 @@ def role_defaults(role: str) -> dict[str, Any]:
     return loaded
 
 
+def role_vars(role: str) -> dict[str, Any]:
+    loaded = yaml.safe_load((ROLES / role / "vars/main.yml").read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
 def _environment() -> jinja2.Environment:
     # As Ansible's template module: trim_blocks on, undefined is an error.
     environment = jinja2.Environment(

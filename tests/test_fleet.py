@@ -307,7 +307,7 @@ def test_unmanaged_devices_bundles_are_listed_with_their_days_left(
     (tmp_path / "esp32-door" / "esp32-door.key").chmod(0)
     inventory = _inventory_with_ca(
         {
-            "pisec_fleet_bundle_dir": str(tmp_path),
+            "pisec_ca_device_bundle_dir": str(tmp_path),
             "pisec_fleet_devices": [
                 {"name": "sensor-1"},
                 {"name": "esp32-door", "managed": False},
@@ -332,7 +332,7 @@ def test_a_templated_bundle_dir_needs_the_option(
 ) -> None:
     inventory = _inventory_with_ca(
         {
-            "pisec_fleet_bundle_dir": "{{ lookup('env', 'HOME') }}/devices",
+            "pisec_ca_device_bundle_dir": "{{ lookup('env', 'HOME') }}/devices",
             "pisec_fleet_devices": [{"name": "esp32-door", "managed": False}],
         }
     )

@@ -56,7 +56,7 @@ def test_acl_rule_errors_name_the_entry() -> None:
         check_acl([{"topic": "a", "access": "rw"}], "x")
     with pytest.raises(
         AnsibleFilterError,
-        match=r"only pattern rules substitute \(put it in pisec_fleet_acl_patterns\)",
+        match=r"only pattern rules substitute \(put it in pisec_mosquitto_acl_patterns\)",
     ):
         check_acl([{"topic": "devices/%u/#"}], "x")
     assert check_acl([{"topic": "devices/%u/#"}], "x", patterns=True) == [
@@ -200,7 +200,7 @@ def test_a_revoked_identity_gets_no_rules_at_all() -> None:
     ("users", "devices", "wanted"),
     [
         ([{"name": "dash\nuser evil"}], [], r"^pisec_mosquitto_users: 'dash\\nuser evil' is not"),
-        ([], [{"name": "dev1\n"}], r"^pisec_fleet_devices: 'dev1\\n' is not a valid identity"),
+        ([], [{"name": "dev1\n"}], r"^pisec_mosquitto_devices: 'dev1\\n' is not a valid identity"),
         (
             [{"name": "a", "acl": [{"topic": "x\ntopic readwrite #"}]}],
             [],

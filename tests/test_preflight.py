@@ -151,8 +151,8 @@ BAD: list[tuple[dict[str, object], str]] = [
         "'dash' is declared in both",
     ),
     (
-        {"pisec_fleet_acl_patterns": [{"topic": "devices/#/%u", "access": "read"}]},
-        "pisec_fleet_acl_patterns[1]",
+        {"pisec_mosquitto_acl_patterns": [{"topic": "devices/#/%u", "access": "read"}]},
+        "pisec_mosquitto_acl_patterns[1]",
     ),
     (
         {
@@ -163,8 +163,27 @@ BAD: list[tuple[dict[str, object], str]] = [
         "pisec_mosquitto_users[u].acl[1]: topic 'a+'",
     ),
     (
-        {"pisec_fleet_device_cert_validity_days": 826},
-        "pisec_fleet_device_cert_validity_days must be 1..825 (is 826)",
+        {"pisec_ca_device_validity_days": 826},
+        "pisec_ca_device_validity_days must be 1..825 (is 826)",
+    ),
+    (
+        {"pisec_ca_device_validity_days": 500, "pisec_ca_max_leaf_validity_days": 397},
+        "pisec_ca_device_validity_days (is 500) must not exceed pisec_ca_max_leaf_validity_days",
+    ),
+    # Settings of earlier versions stop the run instead of being ignored.
+    (
+        {"pisec_fleet_acl_patterns": [{"topic": "devices/%u/#", "access": "read"}]},
+        "pisec_fleet_acl_patterns is now pisec_mosquitto_acl_patterns",
+    ),
+    (
+        {"pisec_fleet_device_cert_validity_days": 30},
+        "pisec_fleet_device_cert_validity_days is now pisec_ca_device_validity_days",
+    ),
+    # A role's own device list, where it is not the fleet's register, is
+    # checked under its own name.
+    (
+        {"pisec_mosquitto_devices": [{"name": "dev1", "acl": [{"topic": "a/#/b"}]}]},
+        "pisec_mosquitto_devices[dev1].acl[1]",
     ),
     ({"pisec_mosquitto_tls_listeners": [{"port": 8883, "auth": "psk"}]}, "auth"),
     (

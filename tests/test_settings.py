@@ -31,7 +31,7 @@ from plugins.filter.pisec_settings import (
     tls_groups,
 )
 from tests.conftest import PROJECT, load_role_module
-from tests.templating import render, role_defaults
+from tests.templating import render, role_defaults, role_vars
 
 KEY = "yAnz5TF+lXXJte14tji3zlMNq+hd2rYUIgJBgB3fBmk="
 ROLES = PROJECT / "roles"
@@ -63,6 +63,7 @@ def test_every_templated_setting_has_an_allow_list() -> None:
         "pisec_mosquitto_users",  # pisec_check_identities, pisec_check_entry_acls
         "pisec_mosquitto_probe_user",  # pisec_check_identities
         "pisec_fleet_devices",  # pisec_resolve_devices
+        "pisec_mosquitto_devices",  # pisec_resolve_devices (where not the register)
         "pisec_ca_revoked_identities",  # names from the CA's own record
         "pisec_wireguard_public_key",  # pisec_check_value on what a Pi reports
         "pisec_vpn_network",  # filters
@@ -392,7 +393,8 @@ MOSQUITTO = {
     "pisec_mosquitto__mqtt_ports": [1883],
     "pisec_mosquitto__acl": [],
     "pisec_mosquitto__users": [],
-    "pisec_fleet_devices": [],
+    "pisec_mosquitto_devices": [],
+    "pisec_mosquitto__tls": role_vars("pisec_mosquitto")["pisec_mosquitto__tls"],
 }
 WIREGUARD = {
     **_defaults("pisec_wireguard"),

@@ -189,9 +189,10 @@ class ActionModule(ActionBase):  # type: ignore[misc]
 def _roles(host: str, ca: list[str], brokers: list[str], clients: list[str]) -> list[str]:
     """The roles whose settings a host's variables feed, in the order of a run.
 
-    The CA's and the fleet's settings are read by every host (each signs
-    through the CA host and writes the fleet's ACL)."""
-    roles = ["pisec_ca", "pisec_fleet"]
+    The fleet's register and the CA's settings are read by every host (each
+    signs through the CA host; pisec_fleet_devices feeds the CA, the brokers'
+    ACL and the client Pis)."""
+    roles = ["fleet", "pisec_ca"]
     if host in brokers or host in clients:
         # Before the broker's: pisec_mosquitto_vpn_interface defaults to
         # pisec_wireguard_interface, and the error should name what was set.
@@ -246,20 +247,33 @@ def _ca(check: HostCheck) -> None:
         " (vault_pisec_ca_passphrase) and refer to it from group_vars, or set"
         " pisec_ca_passphrase_required: false for a throw-away CA.'",
     )
+    check.require(
+        "pisec_ca_device_validity_days | int <= pisec_ca_max_leaf_validity_days | int",
+        "'pisec_ca_device_validity_days (is ' ~ pisec_ca_device_validity_days"
+        " ~ ') must not exceed pisec_ca_max_leaf_validity_days (is '"
+        " ~ pisec_ca_max_leaf_validity_days ~ '): the CA issues no longer certificate.'",
+    )
+
+
+# Names of earlier versions, and where each setting lives now: an
+# inventory that still sets one stops instead of being silently ignored.
+RENAMED = {
+    "pisec_fleet_acl_patterns": "pisec_mosquitto_acl_patterns",
+    "pisec_fleet_bundle_dir": "pisec_ca_device_bundle_dir",
+    "pisec_fleet_device_key_type": "pisec_ca_device_key_type",
+    "pisec_fleet_device_cert_validity_days": "pisec_ca_device_validity_days",
+}
 
 
 def _fleet(check: HostCheck) -> None:
+    """The fleet's device register, the one setting no role owns: the CA
+    issues its certificates, the brokers write its ACL, its Pis make keys."""
+    renamed = [f"{old} is now {new}" for old, new in RENAMED.items() if old in check.variables]
+    if renamed:
+        raise InventoryError("; ".join(renamed) + " (rename it in the inventory)")
     check.value(
-        "pisec_fleet_devices | pisec_resolve_devices(groups['pisec_clients'] | default([]))"
-    )
-    check.value(
-        "pisec_fleet_acl_patterns | pisec_check_acl('pisec_fleet_acl_patterns', patterns=true)"
-    )
-    check.require(
-        "pisec_fleet_device_cert_validity_days | int <= pisec_ca_max_leaf_validity_days | int",
-        "'pisec_fleet_device_cert_validity_days (is ' ~ pisec_fleet_device_cert_validity_days"
-        " ~ ') must not exceed pisec_ca_max_leaf_validity_days (is '"
-        " ~ pisec_ca_max_leaf_validity_days ~ '): the CA issues no longer certificate.'",
+        "pisec_fleet_devices | default([])"
+        " | pisec_resolve_devices(groups['pisec_clients'] | default([]))"
     )
 
 
@@ -309,6 +323,16 @@ def _broker(check: HostCheck) -> None:
         " ~ ' needs the broker''s VPN address (pisec_mosquitto_vpn_address, by default"
         " pisec_wireguard_address).'",
     )
+    # The fleet's register is checked once, under its own name (_fleet).
+    if check.value("pisec_mosquitto_devices") != check.value("pisec_fleet_devices | default([])"):
+        check.value(
+            "pisec_mosquitto_devices | pisec_resolve_devices(groups['pisec_clients']"
+            " | default([]), 'pisec_mosquitto_devices')"
+        )
+    check.value(
+        "pisec_mosquitto_acl_patterns"
+        " | pisec_check_acl('pisec_mosquitto_acl_patterns', patterns=true)"
+    )
     # Names are checked below with the devices' (pisec_check_identities).
     short = check.value(
         "pisec_mosquitto_users | pisec_short_passwords(pisec_mosquitto_password_min_length,"
@@ -330,7 +354,7 @@ def _broker(check: HostCheck) -> None:
         " 'pisec_mosquitto_probe_user': ([{'name': pisec_mosquitto_probe_user}]"
         "    if pisec_mosquitto_probe_user | length > 0 else [])"
         "    | pisec_check_identities('pisec_mosquitto_probe_user'),"
-        " 'pisec_fleet_devices': pisec_fleet_devices | default([])"
+        " 'pisec_mosquitto_devices': pisec_mosquitto_devices"
         "    | map(attribute='name') | list}"
         " | pisec_check_unique_across"
     )
@@ -349,7 +373,7 @@ def _host_cert(check: HostCheck) -> None:
 
 CHECKS = {
     "pisec_ca": _ca,
-    "pisec_fleet": _fleet,
+    "fleet": _fleet,
     "pisec_mosquitto": _broker,
     "pisec_host_cert": _host_cert,
 }

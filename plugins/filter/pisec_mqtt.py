@@ -96,7 +96,7 @@ def check_acl(
         if not patterns and re.search(r"%[cu]", topic):
             raise AnsibleFilterError(
                 f"{where}: topic {topic!r} uses %c/%u, which only pattern rules substitute "
-                "(put it in pisec_fleet_acl_patterns)"
+                "(put it in pisec_mosquitto_acl_patterns)"
             )
         checked.append({"topic": topic, "access": access})
     return checked
@@ -130,12 +130,15 @@ def short_passwords(entries: Iterable[Any], min_length: int | str, variable: str
     return short
 
 
-def resolve_devices(devices: Iterable[Any], managed_hosts: Iterable[str]) -> list[dict[str, Any]]:
+def resolve_devices(
+    devices: Iterable[Any], managed_hosts: Iterable[str], variable: str = "pisec_fleet_devices"
+) -> list[dict[str, Any]]:
     """Devices as `{name, managed, acl}`: names checked, rules checked, and
-    `managed` defaulting to whether the device is a client Pi of the inventory."""
+    `managed` defaulting to whether the device is a client Pi of the inventory.
+    `variable` names the list in messages."""
     devices = list(devices)
     hosts = set(managed_hosts)
-    check_identities(devices, "pisec_fleet_devices")
+    check_identities(devices, variable)
     resolved: list[dict[str, Any]] = []
     for device in devices:
         name = device["name"]
@@ -144,9 +147,9 @@ def resolve_devices(devices: Iterable[Any], managed_hosts: Iterable[str]) -> lis
             managed = name in hosts
         elif managed and name not in hosts:
             raise AnsibleFilterError(
-                f"pisec_fleet_devices: {name!r} is managed: true but not a host of pisec_clients"
+                f"{variable}: {name!r} is managed: true but not a host of pisec_clients"
             )
-        acl = check_acl(device.get("acl") or [], f"pisec_fleet_devices[{name}].acl")
+        acl = check_acl(device.get("acl") or [], f"{variable}[{name}].acl")
         resolved.append({"name": name, "managed": bool(managed), "acl": acl})
     return resolved
 
@@ -167,11 +170,11 @@ def acl_entries(
     also on a connection it already holds (mosquitto re-reads the file on
     SIGHUP and checks every PUBLISH and every delivery against it)."""
     taken = set(revoked)
-    checked_patterns = check_acl(patterns, "pisec_fleet_acl_patterns", patterns=True)
+    checked_patterns = check_acl(patterns, "pisec_mosquitto_acl_patterns", patterns=True)
     entries: list[dict[str, Any]] = []
     for kind, variable, items in (
         ("password user", "pisec_mosquitto_users", users),
-        ("certificate device", "pisec_fleet_devices", devices),
+        ("certificate device", "pisec_mosquitto_devices", devices),
     ):
         listed = list(items)
         check_identities(listed, variable)

@@ -510,11 +510,10 @@ SETTINGS: dict[str, Check] = {
     "pisec_mqtt_client_key_owner": _matching(_USER, "a user name"),
     "pisec_mqtt_client_key_group": _matching(_USER, "a group name"),
     "pisec_mqtt_client_key_mode": _choice("0400", "0600", "0440", "0640"),
-    # pisec_fleet
-    "pisec_fleet_device_cert_validity_days": _integer(1, 825),
-    "pisec_fleet_device_key_type": _choice("ecdsa", "rsa"),
     # pisec_ca (on the CA host: subject text goes into certificates)
     "pisec_ca_key_type": _choice("ecdsa", "rsa"),
+    "pisec_ca_device_key_type": _choice("ecdsa", "rsa"),
+    "pisec_ca_device_validity_days": _integer(1, 825),
     "pisec_ca_key_curve": _choice("secp256r1", "secp384r1"),
     "pisec_ca_key_size": _choice(2048, 3072, 4096),
     # A rollover appends " G<n>"; a CN may hold 64 characters.

@@ -253,7 +253,7 @@ def bundle_device(
 def run(params: dict[str, Any], check_mode: bool) -> list[dict[str, Any]]:
     if not 1 <= params["validity_days"] <= params["max_validity_days"]:
         raise ValueError(
-            f"pisec_fleet_device_cert_validity_days {params['validity_days']} is outside "
+            f"pisec_ca_device_validity_days {params['validity_days']} is outside "
             f"1..{params['max_validity_days']} (pisec_ca_max_leaf_validity_days)"
         )
     if not 0 < params["renew_fraction_left"] < 1 or not 0 <= params["renewal_jitter"] <= 0.5:

@@ -131,7 +131,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--bundle-dir",
         type=Path,
         help="where the unmanaged devices' bundles are (default: the inventory's "
-        "pisec_fleet_bundle_dir)",
+        "pisec_ca_device_bundle_dir)",
     )
 
     probe_parser = commands.add_parser(
@@ -214,7 +214,7 @@ def _run_fleet_certs(args: argparse.Namespace, out: TextIO) -> int:
     if fleet.bundles and bundle_dir is None:
         raise PisecError(
             args.inventory,
-            "pisec_fleet_bundle_dir is a template pisec cannot read here; give --bundle-dir",
+            "pisec_ca_device_bundle_dir is a template pisec cannot read here; give --bundle-dir",
         )
     known_hosts: Path | None = args.known_hosts
 

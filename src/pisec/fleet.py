@@ -57,7 +57,7 @@ BUNDLE_ROLE = "device bundle"
 # The roles' defaults, where the inventory does not say otherwise.
 DEFAULT_CRL_DAYS = 10  # pisec_ca_crl_renew_before_days
 INVENTORY_DIR = "{{ inventory_dir }}"
-DEFAULT_BUNDLE_DIR = f"{INVENTORY_DIR}/.pisec/devices"  # pisec_fleet_bundle_dir
+DEFAULT_BUNDLE_DIR = f"{INVENTORY_DIR}/.pisec/devices"  # pisec_ca_device_bundle_dir
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def read_inventory(
     return FleetInventory(
         _fleet_hosts(inventory, data, hostvars),
         int(crl_days),
-        _bundle_dir(inventory, ca_vars.get("pisec_fleet_bundle_dir", DEFAULT_BUNDLE_DIR)),
+        _bundle_dir(inventory, ca_vars.get("pisec_ca_device_bundle_dir", DEFAULT_BUNDLE_DIR)),
         bundles,
     )
 
