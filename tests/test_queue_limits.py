@@ -24,7 +24,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import free_port, running_mosquitto
-from tests.templating import render, role_defaults
+from tests.templating import render, role_defaults, role_vars
 
 pytestmark = pytest.mark.broker
 
@@ -39,6 +39,7 @@ def pisec_limits() -> str:
     context = {
         **{k: v for k, v in role_defaults("pisec_mosquitto").items() if "{{" not in str(v)},
         "ansible_managed": "Ansible managed",
+        "pisec_mosquitto__tls": role_vars("pisec_mosquitto")["pisec_mosquitto__tls"],
     }
     lines = [m.group(0) for m in LIMITS.finditer(render(CONF, context))]
     assert [line.split()[0] for line in lines] == [
