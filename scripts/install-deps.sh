@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Debian packages the controller needs: the Docker engine (simulated Pis),
 # debootstrap (their image), Mosquitto (the client tools for the demo's
-# printed commands, the broker for pisec's own tests) and OpenSSL.
+# printed commands, the broker for pisec's own tests), OpenSSL and libcoap3
+# (`pisec probe coaps://` and the CoAPs gateway's tests; coap-client for the
+# demo's printed command).
 # Installs only what is missing; runs apt-get update only then.
 #
 # PISEC_ARCH=arm64 (on an amd64 machine) adds qemu-user-static 8.0 or later
@@ -13,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 . "$here/lib.sh"
 
-packages=(docker.io debootstrap mosquitto mosquitto-clients openssl iproute2 python3-venv ca-certificates)
+packages=(docker.io debootstrap mosquitto mosquitto-clients openssl iproute2 python3-venv ca-certificates libcoap3 libcoap3-bin)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

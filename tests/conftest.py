@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.certs import Pair, build, name
 
@@ -381,3 +384,67 @@ def write_bench_broker(broker: Broker, workdir: Path) -> BenchBrokerFiles:
         f"certfile {certs}/server.crt\nkeyfile {certs}/server.key\ntls_version tlsv1.2\n"
     )
     return BenchBrokerFiles(config, log, plain_port, tls_port, password_file, workdir / "passwd")
+
+
+# ---- A plain broker on loopback, as the CoAPs gateway's (tests/test_coaps_*) ----
+
+DEVICE_PASSWORD = b"a device password of the gateway"
+
+
+@dataclass
+class PlainBroker:
+    port: int
+    log: Path
+
+
+@pytest.fixture(scope="session")
+def plain_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlainBroker]:
+    """mosquitto on 127.0.0.1 with passwords and an ACL, as the gateway's
+    loopback listener is (no TLS on loopback)."""
+    workdir = tmp_path_factory.mktemp("mqtt5-broker")
+    passwd = load_passwd_module()
+    (workdir / "passwd").write_text(
+        "".join(
+            f"{user}:{passwd.Pbkdf2Hash.new(DEVICE_PASSWORD.decode(), 1000).render()}\n"
+            for user in ("dev1", "dev2", "reader")
+        )
+    )
+    (workdir / "acl").write_text(
+        "user dev1\ntopic write devices/dev1/#\n\nuser dev2\ntopic write devices/dev2/#\n\n"
+        "user reader\ntopic read devices/#\n"
+    )
+    port = free_port()
+    log = workdir / "mosquitto.log"
+    (workdir / "mosquitto.conf").write_text(
+        f"user root\nlog_dest file {log}\nlog_type all\n"
+        f"listener {port} 127.0.0.1\nallow_anonymous false\nuse_username_as_clientid true\n"
+        f"password_file {workdir}/passwd\nacl_file {workdir}/acl\n"
+    )
+    with running_mosquitto(workdir / "mosquitto.conf", port, log):
+        yield PlainBroker(port, log)
+
+
+class Subscriber:
+    """A paho MQTT subscriber that collects what arrives on one filter."""
+
+    def __init__(self, port: int, topic_filter: str) -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self.arrived = threading.Event()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="reader")
+        self.client.username_pw_set("reader", DEVICE_PASSWORD.decode())
+        self.client.on_subscribe = lambda *_: subscribed.set()
+
+        def on_message(_client: object, _userdata: object, message: mqtt.MQTTMessage) -> None:
+            self.messages.append((message.topic, bytes(message.payload)))
+            self.arrived.set()
+
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topic_filter, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()

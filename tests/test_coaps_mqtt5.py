@@ -8,78 +8,14 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from paho.mqtt.enums import CallbackAPIVersion
 
 from pisec.coaps import mqtt5
-from tests.conftest import free_port, load_passwd_module, running_mosquitto
-
-PASSWORD = b"a device password of the gateway"
-
-
-@dataclass
-class PlainBroker:
-    port: int
-    log: Path
-
-
-@pytest.fixture(scope="module")
-def plain_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlainBroker]:
-    """mosquitto on 127.0.0.1 with passwords and an ACL, as the gateway's
-    loopback listener is (no TLS on loopback)."""
-    workdir = tmp_path_factory.mktemp("mqtt5-broker")
-    passwd = load_passwd_module()
-    (workdir / "passwd").write_text(
-        "".join(
-            f"{user}:{passwd.Pbkdf2Hash.new(PASSWORD.decode(), 1000).render()}\n"
-            for user in ("dev1", "reader")
-        )
-    )
-    (workdir / "acl").write_text(
-        "user dev1\ntopic write devices/dev1/#\n\nuser reader\ntopic read devices/#\n"
-    )
-    port = free_port()
-    log = workdir / "mosquitto.log"
-    (workdir / "mosquitto.conf").write_text(
-        f"user root\nlog_dest file {log}\nlog_type all\n"
-        f"listener {port} 127.0.0.1\nallow_anonymous false\nuse_username_as_clientid true\n"
-        f"password_file {workdir}/passwd\nacl_file {workdir}/acl\n"
-    )
-    with running_mosquitto(workdir / "mosquitto.conf", port, log):
-        yield PlainBroker(port, log)
-
-
-class Subscriber:
-    """A paho MQTT subscriber that collects what arrives on one filter."""
-
-    def __init__(self, port: int, topic_filter: str) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self.arrived = threading.Event()
-        subscribed = threading.Event()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="reader")
-        self.client.username_pw_set("reader", PASSWORD.decode())
-        self.client.on_subscribe = lambda *_: subscribed.set()
-
-        def on_message(_client: object, _userdata: object, message: mqtt.MQTTMessage) -> None:
-            self.messages.append((message.topic, bytes(message.payload)))
-            self.arrived.set()
-
-        self.client.on_message = on_message
-        self.client.connect("127.0.0.1", port)
-        self.client.subscribe(topic_filter, qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(5)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+from tests.conftest import DEVICE_PASSWORD as PASSWORD
+from tests.conftest import PlainBroker, Subscriber
 
 
 def test_a_permitted_publish_arrives_and_a_denied_one_is_reported(

@@ -1,0 +1,360 @@
+"""The CoAPs gateway: its mapping of /ps/<topic> onto MQTT under fuzzing,
+its answers with a stand-in broker, and the whole path on loopback: a
+stock coap-client-gnutls over DTLS-PSK into the gateway, into a real
+mosquitto with an ACL, out to an MQTT subscriber."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pisec.coaps import mqtt5
+from pisec.coaps.gateway import Device, Gateway, TopicError, load_devices, topic_for
+from pisec.coaps.libcoap import GET, POST, PUT, Request
+from tests.conftest import DEVICE_PASSWORD as PASSWORD
+from tests.conftest import PROJECT, PlainBroker, Subscriber, free_port
+
+# Only PSK key exchange and AES-128-CCM-8, as the role pins the gateway.
+CCM8_ONLY = """[overrides]
+tls-disabled-kx = ECDHE-PSK
+tls-disabled-kx = DHE-PSK
+tls-disabled-kx = RSA-PSK
+tls-disabled-cipher = AES-256-GCM
+tls-disabled-cipher = AES-128-GCM
+tls-disabled-cipher = CHACHA20-POLY1305
+tls-disabled-cipher = AES-256-CCM
+tls-disabled-cipher = AES-128-CCM
+tls-disabled-cipher = AES-256-CBC
+tls-disabled-cipher = AES-128-CBC
+"""
+KEY = "0123456789abcdef0123456789abcdef"  # 32 characters used as key text
+OTHER_KEY = "fedcba9876543210fedcba9876543210"
+
+
+@pytest.mark.parametrize(
+    ("path", "topic"),
+    [
+        ([b"ps", b"devices", b"dev1", b"temp"], "devices/dev1/temp"),
+        ([b"ps", b"t"], "t"),
+        ([b"ps", "température".encode()], "température"),
+    ],
+)
+def test_a_path_under_ps_is_its_topic(path: list[bytes], topic: str) -> None:
+    assert topic_for(path) == topic
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        [b"ps", b"devices", b"+", b"temp"],
+        [b"ps", b"devices", b"#"],
+        [b"ps", b"a/b"],
+        [b"ps", b""],
+        [b"ps", b"a\x00b"],
+        [b"ps", b"a\nb"],
+        [b"ps", b"\xff"],
+        [b"ps", b"$SYS", b"broker"],
+        [b"ps", b"x" * 1025],
+    ],
+)
+def test_a_path_that_is_not_one_plain_topic_is_refused(path: list[bytes]) -> None:
+    with pytest.raises(TopicError):
+        topic_for(path)
+
+
+@pytest.mark.parametrize("path", [[], [b"ps"], [b"other", b"t"], [b"PS", b"t"]])
+def test_a_path_outside_ps_is_not_found(path: list[bytes]) -> None:
+    with pytest.raises(LookupError):
+        topic_for(path)
+
+
+@given(st.lists(st.binary(max_size=12), max_size=6))
+def test_any_path_maps_to_a_plain_topic_or_is_refused(tail: list[bytes]) -> None:
+    try:
+        topic = topic_for([b"ps", *tail])
+    except (TopicError, LookupError):
+        return
+    assert not set(topic) & {"+", "#", "\0"}
+    assert not topic.startswith("$")
+    assert topic.split("/") == [level.decode("utf-8") for level in tail]
+
+
+class FakePublisher:
+    def __init__(self, reason: int | Exception) -> None:
+        self.reason = reason
+        self.published: list[tuple[str, bytes]] = []
+        self.closed = False
+
+    def publish(self, topic: str, payload: bytes) -> int:
+        if isinstance(self.reason, Exception):
+            raise self.reason
+        self.published.append((topic, payload))
+        return self.reason
+
+    def close(self) -> None:
+        self.closed = True
+
+
+DEVICE = Device("dev1", bytes(16), b"secret")
+
+
+def _gateway(reason: int | Exception) -> tuple[Gateway, list[FakePublisher]]:
+    made: list[FakePublisher] = []
+
+    def connect(device: Device) -> FakePublisher:
+        made.append(FakePublisher(reason))
+        return made[-1]
+
+    return Gateway({"dev1": DEVICE}, connect, max_payload=8), made
+
+
+@pytest.mark.parametrize(
+    ("reason", "method", "path", "payload", "expected"),
+    [
+        (mqtt5.SUCCESS, POST, [b"ps", b"a"], b"x", "2.04"),
+        (mqtt5.NO_MATCHING_SUBSCRIBERS, PUT, [b"ps", b"a"], b"x", "2.04"),
+        (mqtt5.NOT_AUTHORIZED, POST, [b"ps", b"a"], b"x", "4.03"),
+        (0x97, POST, [b"ps", b"a"], b"x", "5.02"),
+        (OSError("refused"), POST, [b"ps", b"a"], b"x", "5.03"),
+        (mqtt5.MqttError("gone"), POST, [b"ps", b"a"], b"x", "5.03"),
+        (mqtt5.SUCCESS, GET, [b"ps", b"a"], b"", "4.05"),
+        (mqtt5.SUCCESS, POST, [b"other"], b"x", "4.04"),
+        (mqtt5.SUCCESS, POST, [b"ps", b"#"], b"x", "4.00"),
+        (mqtt5.SUCCESS, POST, [b"ps", b"a"], b"123456789", "4.13"),
+    ],
+)
+def test_the_gateway_answers_what_the_broker_decided(
+    reason: int | Exception, method: int, path: list[bytes], payload: bytes, expected: str
+) -> None:
+    gateway, made = _gateway(reason)
+    assert gateway.handle(Request(method, b"dev1", path, payload)).code == expected
+    published = [message for publisher in made for message in publisher.published]
+    # The broker was asked exactly when the request was one to publish.
+    asked = expected in ("2.04", "4.03", "5.02")
+    assert published == ([("a", payload)] if asked else [])
+
+
+def test_an_identity_the_gateway_does_not_hold_publishes_nothing() -> None:
+    gateway, made = _gateway(mqtt5.SUCCESS)
+    assert gateway.handle(Request(POST, b"dev2", [b"ps", b"a"], b"x")).code == "4.01"
+    assert made == []
+
+
+def test_a_reload_closes_the_connections_of_changed_and_removed_devices() -> None:
+    gateway, made = _gateway(mqtt5.SUCCESS)
+    gateway.handle(Request(POST, b"dev1", [b"ps", b"a"], b"x"))
+    gateway.replace({"dev1": DEVICE})
+    assert not made[0].closed  # unchanged: its connection stays
+    gateway.replace({"dev1": Device("dev1", bytes(16), b"new password")})
+    assert made[0].closed
+    gateway.handle(Request(POST, b"dev1", [b"ps", b"a"], b"x"))
+    assert len(made) == 2
+    gateway.replace({})
+    assert made[1].closed
+    assert gateway.handle(Request(POST, b"dev1", [b"ps", b"a"], b"x")).code == "4.01"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json", "cannot read it"),
+        ('{"devices": {}}', "no list of devices"),
+        ('{"devices": [{"identity": "d", "psk_hex": "00", "mqtt_password": "p"}]}', "16 to 64"),
+        ('{"devices": [{"identity": "d", "psk_hex": "zz", "mqtt_password": "p"}]}', "16 to 64"),
+        (f'{{"devices": [{{"identity": "d", "psk_hex": "{"00" * 16}"}}]}}', "mqtt_password"),
+        (
+            '{"devices": ['
+            + ",".join([f'{{"identity": "d", "psk_hex": "{"00" * 16}", "mqtt_password": "p"}}'] * 2)
+            + "]}",
+            "repeated",
+        ),
+    ],
+)
+def test_a_bad_key_file_is_refused_naming_the_file_and_device(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=message) as raised:
+        load_devices(path)
+    assert str(path) in str(raised.value)
+    assert "00000000" not in str(raised.value)
+
+
+# ---- The whole path, on loopback ----------------------------------------
+
+
+@dataclass
+class RunningGateway:
+    port: int
+    keys: Path
+    process: subprocess.Popen[str]
+    log: Path
+
+
+def _client() -> str:
+    client = shutil.which("coap-client-gnutls")
+    if client is None:
+        pytest.fail("coap-client-gnutls is missing: run `make deps` (libcoap3-bin)")
+    return client
+
+
+def _keys(devices: dict[str, str]) -> str:
+    return json.dumps(
+        {
+            "devices": [
+                {
+                    "identity": identity,
+                    "psk_hex": key.encode().hex(),
+                    "mqtt_password": PASSWORD.decode(),
+                }
+                for identity, key in devices.items()
+            ]
+        }
+    )
+
+
+@pytest.fixture
+def gateway(plain_broker: PlainBroker, tmp_path: Path) -> Iterator[RunningGateway]:
+    port = free_port()
+    (tmp_path / "gnutls.conf").write_text(CCM8_ONLY)
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "listen": ["127.0.0.1"],
+                "port": port,
+                "broker_host": "127.0.0.1",
+                "broker_port": plain_broker.port,
+            }
+        )
+    )
+    keys = tmp_path / "keys.json"
+    keys.write_text(_keys({"dev1": KEY}))
+    log = tmp_path / "gateway.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pisec.coaps.gateway", str(tmp_path / "config.json"), str(keys)],
+            env={
+                **os.environ,
+                "PYTHONPATH": str(PROJECT / "src"),
+                "GNUTLS_SYSTEM_PRIORITY_FILE": str(tmp_path / "gnutls.conf"),
+                "GNUTLS_SYSTEM_PRIORITY_FAIL_ON_INVALID": "1",
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while "listening for CoAPs" not in log.read_text():
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the gateway did not start: {log.read_text()}")
+            time.sleep(0.05)
+        yield RunningGateway(port, keys, process, log)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@dataclass
+class Answer:
+    code: str | None
+    suite: str | None
+    output: str
+
+
+def _request(
+    gateway: RunningGateway,
+    path: str,
+    identity: str = "dev1",
+    key: str = KEY,
+    scheme: str = "coaps",
+) -> Answer:
+    """coap-client-gnutls POSTs; its answer code, from what it prints (it
+    exits 0 whatever happened), and the suite from its handshake log."""
+    result = subprocess.run(
+        [
+            _client(),
+            "-v",
+            "9",
+            "-B",
+            "3",
+            "-m",
+            "post",
+            "-e",
+            "21.5",
+            "-u",
+            identity,
+            "-k",
+            key,
+            f"{scheme}://127.0.0.1:{gateway.port}{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    codes = re.findall(r"\bc:(\d\.\d\d)\b", output)
+    suite = re.search(r"Selected cipher suite: (\S+)", output)
+    return Answer(codes[-1] if codes else None, suite.group(1) if suite else None, output)
+
+
+def test_a_device_publishes_over_coaps_and_a_subscriber_receives_it(
+    gateway: RunningGateway, plain_broker: PlainBroker
+) -> None:
+    subscriber = Subscriber(plain_broker.port, "devices/#")
+    try:
+        answer = _request(gateway, "/ps/devices/dev1/temp")
+        assert answer.code == "2.04", answer.output
+        assert answer.suite == "GNUTLS_PSK_AES_128_CCM_8", answer.output
+        assert subscriber.arrived.wait(5)
+        assert subscriber.messages == [("devices/dev1/temp", b"21.5")]
+        # The broker's ACL decides: another device's topic is 4.03 and
+        # reaches nobody.
+        subscriber.arrived.clear()
+        assert _request(gateway, "/ps/devices/dev2/temp").code == "4.03"
+        assert not subscriber.arrived.wait(1)
+        assert subscriber.messages == [("devices/dev1/temp", b"21.5")]
+    finally:
+        subscriber.close()
+    log = gateway.log.read_text()
+    assert "dev1: published devices/dev1/temp" in log
+    assert KEY not in log and KEY.encode().hex() not in log and PASSWORD.decode() not in log
+
+
+def test_a_wrong_key_an_unknown_identity_and_plain_coap_are_refused(
+    gateway: RunningGateway,
+) -> None:
+    assert _request(gateway, "/ps/devices/dev1/temp", key=OTHER_KEY).code is None
+    assert _request(gateway, "/ps/devices/dev1/temp", identity="nobody").code is None
+    assert _request(gateway, "/ps/devices/dev1/temp", scheme="coap").code is None
+    log = gateway.log.read_text()
+    assert "unknown identity 'nobody'" in log
+    assert "published" not in log
+    assert KEY not in log and OTHER_KEY not in log
+
+
+def test_a_reload_revokes_a_device_and_admits_a_new_one(gateway: RunningGateway) -> None:
+    assert _request(gateway, "/ps/devices/dev1/temp").code == "2.04"
+    gateway.keys.write_text(_keys({"dev2": OTHER_KEY}))
+    gateway.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "reloaded: 1 devices" not in gateway.log.read_text():
+        assert time.monotonic() < deadline, gateway.log.read_text()
+        time.sleep(0.05)
+    assert _request(gateway, "/ps/devices/dev1/temp").code is None
+    assert _request(gateway, "/ps/devices/dev2/temp", identity="dev2", key=OTHER_KEY).code == "2.04"
