@@ -393,14 +393,17 @@ DEVICE_PASSWORD = b"a device password of the gateway"
 
 @dataclass
 class PlainBroker:
-    port: int
+    port: int  # plain MQTT on 127.0.0.1, as the gateway's loopback listener
+    tls_port: int  # the same broker over TLS, for subscribers that prove delivery
+    ca_file: Path
     log: Path
 
 
 @pytest.fixture(scope="session")
-def plain_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlainBroker]:
-    """mosquitto on 127.0.0.1 with passwords and an ACL, as the gateway's
-    loopback listener is (no TLS on loopback)."""
+def plain_broker(broker: Broker, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlainBroker]:
+    """mosquitto on 127.0.0.1 with passwords and an ACL: a plain listener, as
+    the gateway's loopback one is, and a TLS one with the session broker's
+    certificates."""
     workdir = tmp_path_factory.mktemp("mqtt5-broker")
     passwd = load_passwd_module()
     (workdir / "passwd").write_text(
@@ -410,18 +413,23 @@ def plain_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PlainBrok
         )
     )
     (workdir / "acl").write_text(
-        "user dev1\ntopic write devices/dev1/#\n\nuser dev2\ntopic write devices/dev2/#\n\n"
-        "user reader\ntopic read devices/#\n"
+        "user dev1\ntopic write devices/dev1/#\ntopic write pisec/probe/dev1/#\n\n"
+        "user dev2\ntopic write devices/dev2/#\n\n"
+        "user reader\ntopic read devices/#\ntopic read pisec/probe/#\n"
     )
-    port = free_port()
+    port, tls_port = free_port(), free_port()
     log = workdir / "mosquitto.log"
+    certs = broker.ca_file.parent
     (workdir / "mosquitto.conf").write_text(
         f"user root\nlog_dest file {log}\nlog_type all\n"
-        f"listener {port} 127.0.0.1\nallow_anonymous false\nuse_username_as_clientid true\n"
+        "per_listener_settings false\nallow_anonymous false\n"
         f"password_file {workdir}/passwd\nacl_file {workdir}/acl\n"
+        f"listener {port} 127.0.0.1\nuse_username_as_clientid true\n"
+        f"listener {tls_port} 127.0.0.1\nuse_username_as_clientid true\n"
+        f"cafile {broker.ca_file}\ncertfile {certs}/server.crt\nkeyfile {certs}/server.key\n"
     )
     with running_mosquitto(workdir / "mosquitto.conf", port, log):
-        yield PlainBroker(port, log)
+        yield PlainBroker(port, tls_port, broker.ca_file, log)
 
 
 class Subscriber:

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pisec.cli import main
 from pisec.coaps import mqtt5
 from pisec.coaps.gateway import Device, Gateway, TopicError, load_devices, topic_for
 from pisec.coaps.libcoap import GET, POST, PUT, Request
@@ -358,3 +359,94 @@ def test_a_reload_revokes_a_device_and_admits_a_new_one(gateway: RunningGateway)
         time.sleep(0.05)
     assert _request(gateway, "/ps/devices/dev1/temp").code is None
     assert _request(gateway, "/ps/devices/dev2/temp", identity="dev2", key=OTHER_KEY).code == "2.04"
+
+
+# ---- pisec probe coaps:// against the gateway ---------------------------
+
+
+def _probe(
+    gateway: RunningGateway,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    *extra: str,
+    key: str = KEY,
+) -> Answer:
+    """`pisec probe coaps://...`: its exit code and what it printed."""
+    key_file = tmp_path / "dev1.psk"
+    key_file.write_bytes(key.encode())
+    key_file.chmod(0o600)
+    status = main(
+        [
+            "probe",
+            f"coaps://127.0.0.1:{gateway.port}",
+            "--psk-identity",
+            "dev1",
+            "--psk-file",
+            str(key_file),
+            "--timeout",
+            "4",
+            *extra,
+        ]
+    )
+    printed = capsys.readouterr()
+    return Answer(str(status), None, printed.out + printed.err)
+
+
+def test_the_probe_reports_the_suite_and_confirms_delivery_over_mqtt(
+    gateway: RunningGateway,
+    plain_broker: PlainBroker,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    password_file = tmp_path / "reader.password"
+    password_file.write_text(PASSWORD.decode() + "\n")
+    answer = _probe(
+        gateway,
+        tmp_path,
+        capsys,
+        "--mqtt-url",
+        f"mqtts://localhost:{plain_broker.tls_port}",
+        "--ca",
+        str(plain_broker.ca_file),
+        "--username",
+        "reader",
+        "--password-file",
+        str(password_file),
+        "--json",
+    )
+    assert answer.code == "0", answer.output
+    report = json.loads(answer.output)
+    assert report["ok"] is True
+    assert report["protocol"] == "DTLS1.2"
+    assert report["cipher"] == "TLS_PSK_WITH_AES_128_CCM_8"
+    assert report["coap_code"] == "2.04"
+    assert report["delivered_ms"] is not None
+    assert [check["name"] for check in report["checks"]] == [
+        "dtls handshake",
+        "coap publish",
+        "mqtt delivery",
+    ]
+    assert KEY not in answer.output
+
+
+def test_the_probe_fails_with_the_reason_and_exit_code_1(
+    gateway: RunningGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = _probe(gateway, tmp_path, capsys)
+    assert table.code == "0", table.output
+    assert "TLS_PSK_WITH_AES_128_CCM_8" in table.output and "PASS  coap publish" in table.output
+    denied = _probe(gateway, tmp_path, capsys, "--topic", "devices/dev2/temp")
+    assert denied.code == "1", denied.output
+    assert "FAIL  coap publish" in denied.output and "4.03" in denied.output
+    wrong = _probe(gateway, tmp_path, capsys, key=OTHER_KEY)
+    assert wrong.code == "1", wrong.output
+    assert "FAIL  dtls handshake" in wrong.output
+    assert OTHER_KEY not in wrong.output
+
+
+def test_the_probe_refuses_a_short_key_file_naming_it(
+    gateway: RunningGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = _probe(gateway, tmp_path, capsys, key="too short")
+    assert short.code == "2", short.output
+    assert "dev1.psk" in short.output and "16 to 64 bytes" in short.output

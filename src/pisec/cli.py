@@ -36,6 +36,7 @@ from pisec.probe import (
     read_password_file,
     read_password_stream,
 )
+from pisec.probe_coaps import CoapsProbeOptions, CoapsTarget, probe_coaps, read_psk_file
 from pisec.render import (
     Style,
     fleet_json,
@@ -140,8 +141,13 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Connect over TLS, check the served chain and host name, then CONNECT, "
         "SUBSCRIBE and PUBLISH on a unique topic and time the round trip.",
     )
-    probe_parser.add_argument("url", help="mqtts://HOST[:PORT] (port 8883 by default)")
-    probe_parser.add_argument("--ca", required=True, type=Path, help="CA certificate (PEM)")
+    probe_parser.add_argument(
+        "url",
+        help="mqtts://HOST[:PORT] (port 8883 by default) or coaps://HOST[:PORT] (5684)",
+    )
+    probe_parser.add_argument(
+        "--ca", type=Path, help="CA certificate (PEM); mqtts, and coaps with --mqtt-url"
+    )
     probe_parser.add_argument("--cert", type=Path, help="client certificate (PEM)")
     probe_parser.add_argument("--key", type=Path, help="client private key (PEM)")
     probe_parser.add_argument("--username", help="MQTT user name")
@@ -157,6 +163,20 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=sorted(MQTT_VERSIONS),
         default="5",
         help="MQTT protocol version to speak (default 5)",
+    )
+    probe_parser.add_argument(
+        "--psk-identity", help="coaps: the device's identity (its MQTT identity too)"
+    )
+    probe_parser.add_argument(
+        "--psk-file", type=Path, help="coaps: file whose bytes are the pre-shared key"
+    )
+    probe_parser.add_argument(
+        "--topic", help="coaps: publish here (default pisec/probe/IDENTITY/coaps-RANDOM)"
+    )
+    probe_parser.add_argument(
+        "--mqtt-url",
+        help="coaps: also subscribe on this broker (mqtts://HOST[:PORT], with --ca and "
+        "--username/--password-file or --cert/--key) and confirm the message arrived",
     )
     probe_parser.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
@@ -260,11 +280,46 @@ def _read_password(args: argparse.Namespace) -> str | None:
 def _run_probe(args: argparse.Namespace, out: TextIO) -> int:
     if args.timeout <= 0:
         raise PisecError("--timeout", f"must be positive (is {args.timeout})")
+    if args.url.startswith("coaps:"):
+        return _run_probe_coaps(args, out)
+    for option in ("psk_identity", "psk_file", "topic", "mqtt_url"):
+        if getattr(args, option) is not None:
+            raise PisecError(f"--{option.replace('_', '-')}", "is for coaps:// URLs")
+    if args.ca is None:
+        raise PisecError("--ca", "mqtts:// needs the CA certificate that signed the broker's")
+    options = _mqtt_options(args, args.url)
+    result = probe(options)
+    _emit(args.json, lambda: probe_json(result), lambda: render_probe(result, out), out)
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def _run_probe_coaps(args: argparse.Namespace, out: TextIO) -> int:
+    if args.psk_identity is None or args.psk_file is None:
+        raise PisecError("--psk-identity", "coaps:// needs --psk-identity and --psk-file")
+    mqtt = None
+    if args.mqtt_url is not None:
+        if args.ca is None:
+            raise PisecError("--ca", "--mqtt-url needs the broker's CA certificate")
+        mqtt = _mqtt_options(args, args.mqtt_url)
+    options = CoapsProbeOptions(
+        target=CoapsTarget.parse(args.url),
+        identity=args.psk_identity,
+        key=read_psk_file(args.psk_file),
+        topic=args.topic,
+        timeout=args.timeout,
+        mqtt=mqtt,
+    )
+    result = probe_coaps(options)
+    _emit(args.json, lambda: probe_json(result), lambda: render_probe(result, out), out)
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def _mqtt_options(args: argparse.Namespace, url: str) -> ProbeOptions:
     password = _read_password(args)
     if password is not None and args.username is None:
         raise PisecError("--username", "a password was given without a user name")
-    options = ProbeOptions(
-        target=ProbeTarget.parse(args.url),
+    return ProbeOptions(
+        target=ProbeTarget.parse(url),
         ca_file=args.ca,
         cert_file=args.cert,
         key_file=args.key,
@@ -273,9 +328,6 @@ def _run_probe(args: argparse.Namespace, out: TextIO) -> int:
         timeout=args.timeout,
         mqtt_version=args.mqtt_version,
     )
-    result = probe(options)
-    _emit(args.json, lambda: probe_json(result), lambda: render_probe(result, out), out)
-    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

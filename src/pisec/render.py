@@ -13,7 +13,8 @@ from typing import Any, TextIO
 from pisec.facts import Facts
 from pisec.fleet import HostReport
 from pisec.oids import colon_hex
-from pisec.probe import ProbeResult
+from pisec.probe import Check, ProbeResult
+from pisec.probe_coaps import CoapsProbeResult
 from pisec.verify import VerifyResult
 
 
@@ -192,13 +193,30 @@ def render_fleet(reports: list[HostReport], only_due: bool, out: TextIO) -> None
         out.write("  ".join([*cells, row[-1]]).rstrip() + "\n")
 
 
-def probe_json(result: ProbeResult) -> dict[str, Any]:
+def probe_json(result: ProbeResult | CoapsProbeResult) -> dict[str, Any]:
     data = dataclasses.asdict(result)
     data["ok"] = result.ok
     return data
 
 
-def render_probe(result: ProbeResult, out: TextIO) -> None:
+def render_probe(result: ProbeResult | CoapsProbeResult, out: TextIO) -> None:
+    if isinstance(result, CoapsProbeResult):
+        _render_facts_and_checks(
+            [
+                ("server", result.target),
+                ("identity", result.identity),
+                ("dtls version", result.protocol),
+                ("cipher", result.cipher),
+                ("handshake", _ms(result.handshake_ms)),
+                ("topic", result.topic),
+                ("coap answer", result.coap_code),
+                ("request", _ms(result.request_ms)),
+                ("delivered", _ms(result.delivered_ms)),
+            ],
+            result.checks,
+            out,
+        )
+        return
     facts = [
         ("broker", result.target),
         ("tls version", result.tls_version),
@@ -214,12 +232,22 @@ def render_probe(result: ProbeResult, out: TextIO) -> None:
             else f"{result.dropped_messages} since the broker started (queues full)",
         ),
     ]
+    _render_facts_and_checks(facts, result.checks, out)
+
+
+def _ms(value: float | None) -> str | None:
+    return None if value is None else f"{value:.1f} ms"
+
+
+def _render_facts_and_checks(
+    facts: list[tuple[str, str | None]], checks: tuple[Check, ...], out: TextIO
+) -> None:
     width = max(len(name) for name, _ in facts)
     for name, value in facts:
         if value is not None:
             out.write(f"{name:<{width}}  {value}\n")
     out.write("\n")
-    check_width = max((len(check.name) for check in result.checks), default=0)
-    for check in result.checks:
+    check_width = max((len(check.name) for check in checks), default=0)
+    for check in checks:
         mark = "PASS" if check.ok else "FAIL"
         out.write(f"{mark}  {check.name:<{check_width}}  {check.detail}\n")
