@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from pisec.cli import main
 from pisec.coaps import mqtt5
 from pisec.coaps.gateway import Device, Gateway, TopicError, load_devices, topic_for
-from pisec.coaps.libcoap import GET, POST, PUT, Request
+from pisec.coaps.libcoap import GET, POST, PUT, Client, Library, Request
 from tests.conftest import DEVICE_PASSWORD as PASSWORD
 from tests.conftest import PROJECT, PlainBroker, Subscriber, free_port
 
@@ -450,3 +450,51 @@ def test_the_probe_refuses_a_short_key_file_naming_it(
     short = _probe(gateway, tmp_path, capsys, key="too short")
     assert short.code == "2", short.output
     assert "dev1.psk" in short.output and "16 to 64 bytes" in short.output
+
+
+def _reload(gateway: RunningGateway, devices: dict[str, str]) -> None:
+    """New keys for the gateway, and SIGHUP; returns once it reloaded."""
+    reloads = gateway.log.read_text().count("reloaded:")
+    gateway.keys.write_text(_keys(devices))
+    gateway.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while gateway.log.read_text().count("reloaded:") == reloads:
+        assert time.monotonic() < deadline, gateway.log.read_text()
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        ({"dev1": KEY, "dev2": OTHER_KEY}, "2.04"),  # dev1 unchanged: its session goes on
+        ({"dev1": OTHER_KEY}, "4.01"),  # rotated: the old session is done
+        ({"dev2": OTHER_KEY}, "4.01"),  # revoked
+    ],
+    ids=["unchanged", "rotated", "revoked"],
+)
+def test_a_session_made_with_an_old_key_ends_with_the_key(
+    gateway: RunningGateway, after: dict[str, str], expected: str
+) -> None:
+    """One DTLS session, a request, a reload of the gateway's keys, the same
+    request on the same session: a key that changed or went takes the
+    session's rights with it."""
+    first: list[str | None] = []
+    client = Client(Library())
+
+    def remember_and_reload(code: str | None) -> None:
+        first.append(code)
+        _reload(gateway, after)
+
+    exchange = client.request(
+        "127.0.0.1",
+        gateway.port,
+        b"dev1",
+        KEY.encode(),
+        POST,
+        [b"ps", b"devices", b"dev1", b"temp"],
+        b"21.5",
+        5,
+        between=(remember_and_reload,),
+    )
+    assert first == ["2.04"]
+    assert exchange.code == expected, exchange

@@ -107,11 +107,19 @@ def test_devices_resolve_managed_from_the_inventory() -> None:
         {"name": "pi-a"},
         {"name": "esp32-door", "acl": [{"topic": "door/#", "access": "write"}]},
         {"name": "pi-b", "managed": False},
+        {"name": "sensor-7", "coaps": True, "psk_format": "raw"},
     ]
+    plain = {"coaps": False, "psk_format": "text"}
     assert resolve_devices(devices, ["pi-a", "pi-b"]) == [
-        {"name": "pi-a", "managed": True, "acl": []},
-        {"name": "esp32-door", "managed": False, "acl": [{"topic": "door/#", "access": "write"}]},
-        {"name": "pi-b", "managed": False, "acl": []},
+        {"name": "pi-a", "managed": True, "acl": [], **plain},
+        {
+            "name": "esp32-door",
+            "managed": False,
+            "acl": [{"topic": "door/#", "access": "write"}],
+            **plain,
+        },
+        {"name": "pi-b", "managed": False, "acl": [], **plain},
+        {"name": "sensor-7", "managed": False, "acl": [], "coaps": True, "psk_format": "raw"},
     ]
 
 
@@ -124,6 +132,14 @@ def test_devices_resolve_managed_from_the_inventory() -> None:
         ([{"name": "pi-a"}, {"name": "pi-a"}], "'pi-a' is declared twice"),
         ([{"name": "pi-z", "managed": True}], "not a host of pisec_clients"),
         ([{"name": "pi-a", "acl": [{"topic": "a/#/b"}]}], r"pisec_fleet_devices\[pi-a\]\.acl\[1\]"),
+        ([{"name": "pi-a", "manged": True}], r"pisec_fleet_devices\[pi-a\]: manged is not one of"),
+        ([{"name": "pi-a", "managed": "yes"}], r"\[pi-a\]\.managed must be true or false"),
+        ([{"name": "pi-a", "coaps": "yes"}], r"\[pi-a\]\.coaps must be true or false"),
+        (
+            [{"name": "pi-a", "coaps": True, "psk_format": "hex\n"}],
+            r"\[pi-a\]\.psk_format must be text or raw \(is 'hex\\n'\)",
+        ),
+        ([{"name": "pi-a", "psk_format": "raw"}], r"psk_format is for coaps: true devices"),
     ],
 )
 def test_bad_devices_are_named(devices: list[dict[str, object]], why: str) -> None:

@@ -44,6 +44,7 @@ EVENT_DTLS_CLOSED = 0x0000
 EVENT_DTLS_CONNECTED = 0x01DE
 EVENT_DTLS_ERROR = 0x0200
 EVENT_SESSION_FAILED = 0x2003
+SESSION_CLOSED = 0x2002
 SESSION_ESTABLISHED = 4
 
 GET, POST, PUT, DELETE = 1, 2, 3, 4
@@ -330,6 +331,12 @@ class Server:
         for method in (GET, POST, DELETE):
             library.dll.coap_register_handler(resource, method, self._method_handler)
         library.dll.coap_add_resource(self._context, resource)
+        # The key each session's handshake used: a request on a session
+        # made with a key that has since changed (rotated) or gone
+        # (revoked) is refused, not only new handshakes.
+        self._session_keys: dict[int, bytes] = {}
+        self._event_handler = EventHandler(self._on_event)
+        library.dll.coap_register_event_handler(self._context, self._event_handler)
         self.refused: list[bytes] = []  # identities refused, for the caller to log
 
     def set_keys(self, keys: Mapping[bytes, bytes]) -> None:
@@ -338,6 +345,7 @@ class Server:
             if not identity or not 16 <= len(key) <= 64:
                 raise CoapError("each identity needs a key of 16 to 64 bytes")
         self._keys = {identity: _bin(key) for identity, key in keys.items()}
+        self._raw_keys = dict(keys)
 
     def listen(self, host: str, port: int) -> None:
         """A DTLS endpoint on this address; the only kind of socket opened."""
@@ -354,13 +362,22 @@ class Server:
             self._lib.dll.coap_free_context(self._context)
             self._context = None
 
-    def _key_for(self, identity: Any, _session: int | None, _arg: int | None) -> int | None:
+    def _key_for(self, identity: Any, session: int | None, _arg: int | None) -> int | None:
         claimed = ctypes.string_at(identity.contents.s, identity.contents.length)
         entry = self._keys.get(claimed)
         if entry is None:
             self.refused.append(claimed)
             return None
+        if session:
+            if len(self._session_keys) > 16 * 1024:  # closed events missed: start over
+                self._session_keys.clear()
+            self._session_keys[session] = self._raw_keys[claimed]
         return ctypes.addressof(entry[0])
+
+    def _on_event(self, session: int | None, event: int) -> int:
+        if session and event in (EVENT_DTLS_CLOSED, EVENT_DTLS_ERROR, SESSION_CLOSED):
+            self._session_keys.pop(session, None)
+        return 0
 
     def _on_request(
         self,
@@ -376,7 +393,8 @@ class Server:
             dll.coap_pdu_set_code(response, code("4.01"))
             return
         identity = ctypes.string_at(identity_pointer.contents.s, identity_pointer.contents.length)
-        if identity not in self._keys:
+        current = self._raw_keys.get(identity)
+        if current is None or session is None or self._session_keys.get(session) != current:
             dll.coap_pdu_set_code(response, code("4.01"))
             return
         path_pointer = dll.coap_get_uri_path(request)
@@ -446,7 +464,11 @@ class Client:
         path: list[bytes],
         payload: bytes,
         timeout: float,
+        between: tuple[Callable[[str | None], None], ...] = (),
     ) -> Exchange:
+        """The handshake, then the request; with `between`, each hook gets
+        the answer's code and the request goes again over the same session
+        (the last answer counts)."""
         dll = self._lib.dll
         context = dll.coap_new_context(None)
         if not context:
@@ -504,32 +526,53 @@ class Client:
                 )
             handshake_ms = (time.monotonic() - started) * 1000
             protocol, suite = self._negotiated(session)
-            pdu = dll.coap_new_pdu(COAP_MESSAGE_CON, method, session)
-            token_length = ctypes.c_size_t(0)
-            token = ctypes.create_string_buffer(8)
-            dll.coap_session_new_token(session, ctypes.byref(token_length), token)
-            dll.coap_add_token(pdu, token_length.value, token)
-            for segment in path:
-                dll.coap_add_option(pdu, COAP_OPTION_URI_PATH, len(segment), segment)
-            if payload:
-                dll.coap_add_data(pdu, len(payload), payload)
-            sent = time.monotonic()
-            if dll.coap_send(session, pdu) < 0:
-                return Exchange(handshake_ms, protocol, suite, None, b"", None, "cannot send")
-            while not answers and time.monotonic() < deadline:
-                dll.coap_io_process(context, 10)
-            if not answers:
-                return Exchange(handshake_ms, protocol, suite, None, b"", None, "no answer in time")
-            request_ms = (time.monotonic() - sent) * 1000
-            answer_code, body = answers[0]
-            return Exchange(
-                handshake_ms, protocol, suite, dotted(answer_code), body, request_ms, None
-            )
+            answer = self._send(context, session, method, path, payload, deadline, answers)
+            for hook in between:
+                # The same session again, after the caller changed something
+                # (a test rotates the key on the server in between).
+                hook(answer[0])
+                answers.clear()
+                deadline = time.monotonic() + timeout
+                answer = self._send(context, session, method, path, payload, deadline, answers)
+            answer_code, body, request_ms, failure = answer
+            return Exchange(handshake_ms, protocol, suite, answer_code, body, request_ms, failure)
         finally:
             if session:
                 dll.coap_session_release(session)
             dll.coap_free_context(context)
             del identity_buffer, key_buffer, event_handler, response_handler
+
+    def _send(
+        self,
+        context: int,
+        session: int,
+        method: int,
+        path: list[bytes],
+        payload: bytes,
+        deadline: float,
+        answers: list[tuple[int, bytes]],
+    ) -> tuple[str | None, bytes, float | None, str | None]:
+        """One confirmable request on the session: its answer's code, payload
+        and time, or why there is none."""
+        dll = self._lib.dll
+        pdu = dll.coap_new_pdu(COAP_MESSAGE_CON, method, session)
+        token_length = ctypes.c_size_t(0)
+        token = ctypes.create_string_buffer(8)
+        dll.coap_session_new_token(session, ctypes.byref(token_length), token)
+        dll.coap_add_token(pdu, token_length.value, token)
+        for segment in path:
+            dll.coap_add_option(pdu, COAP_OPTION_URI_PATH, len(segment), segment)
+        if payload:
+            dll.coap_add_data(pdu, len(payload), payload)
+        sent = time.monotonic()
+        if dll.coap_send(session, pdu) < 0:
+            return None, b"", None, "cannot send"
+        while not answers and time.monotonic() < deadline:
+            dll.coap_io_process(context, 10)
+        if not answers:
+            return None, b"", None, "no answer in time"
+        answer_code, body = answers[0]
+        return dotted(answer_code), body, (time.monotonic() - sent) * 1000, None
 
     def _negotiated(self, session: int) -> tuple[str | None, str | None]:
         library = ctypes.c_int(0)
