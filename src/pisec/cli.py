@@ -171,6 +171,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--psk-file", type=Path, help="coaps: file whose bytes are the pre-shared key"
     )
     probe_parser.add_argument(
+        "--psk-format",
+        choices=["text", "raw"],
+        default="text",
+        help="coaps: text, the file's bytes are the key (default); raw, it holds the key in hex",
+    )
+    probe_parser.add_argument(
         "--topic", help="coaps: publish here (default pisec/probe/IDENTITY/coaps-RANDOM)"
     )
     probe_parser.add_argument(
@@ -304,7 +310,7 @@ def _run_probe_coaps(args: argparse.Namespace, out: TextIO) -> int:
     options = CoapsProbeOptions(
         target=CoapsTarget.parse(args.url),
         identity=args.psk_identity,
-        key=read_psk_file(args.psk_file),
+        key=read_psk_file(args.psk_file, args.psk_format),
         topic=args.topic,
         timeout=args.timeout,
         mqtt=mqtt,

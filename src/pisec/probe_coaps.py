@@ -9,6 +9,7 @@ command line and prints them at its verbose levels).
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import threading
@@ -58,14 +59,23 @@ class CoapsTarget:
         return f"coaps://{host}:{self.port}"
 
 
-def read_psk_file(path: Path) -> bytes:
-    """The key: the file's bytes, exactly (16 to 64 of them)."""
+def read_psk_file(path: Path, psk_format: str = "text") -> bytes:
+    """The key. `text`: the file's bytes, exactly (16 to 64 of them), as a
+    text key is used. `raw`: the file holds the key's bytes in hex (what a
+    bundle holds for a raw key, which is 16 bytes)."""
     if path.is_dir():
         raise PisecError(str(path), "key file is a directory")
     try:
         key = path.read_bytes()
     except OSError as exc:
         raise PisecError(str(path), f"cannot read key file: {exc.strerror or exc}") from None
+    if psk_format == "raw":
+        text = key.strip()
+        if not re.fullmatch(rb"(?:[0-9a-fA-F]{2}){16,64}", text):
+            raise PisecError(
+                str(path), "--psk-format raw: the file must hold 16 to 64 bytes in hex"
+            )
+        return bytes.fromhex(text.decode("ascii"))
     if not 16 <= len(key) <= 64:
         raise PisecError(str(path), f"a pre-shared key is 16 to 64 bytes (the file has {len(key)})")
     return key
