@@ -170,6 +170,20 @@ BAD: list[tuple[dict[str, object], str]] = [
         {"pisec_ca_device_validity_days": 500, "pisec_ca_max_leaf_validity_days": 397},
         "pisec_ca_device_validity_days (is 500) must not exceed pisec_ca_max_leaf_validity_days",
     ),
+    # The CoAPs gateway publishes to the broker's loopback listener.
+    (
+        {"pisec_coaps_enabled": True, "pisec_mosquitto_plaintext_listener": "off"},
+        "pisec_coaps_enabled needs the broker's loopback listener",
+    ),
+    ({"pisec_coaps_listen": ["0.0.0.0\nExecStart=/bin/sh"]}, "pisec_coaps_listen"),
+    (
+        {"pisec_fleet_devices": [{"name": "dev1", "coaps": "yes"}]},
+        "pisec_fleet_devices[dev1].coaps must be true or false",
+    ),
+    (
+        {"pisec_fleet_devices": [{"name": "dev1", "coaps": True, "psk_format": "hex"}]},
+        "pisec_fleet_devices[dev1].psk_format must be text or raw",
+    ),
     # Settings of earlier versions stop the run instead of being ignored.
     (
         {"pisec_fleet_acl_patterns": [{"topic": "devices/%u/#", "access": "read"}]},

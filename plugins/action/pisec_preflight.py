@@ -201,6 +201,7 @@ def _roles(host: str, ca: list[str], brokers: list[str], clients: list[str]) -> 
         roles.append("pisec_mosquitto")
     if host in brokers or host in clients:
         roles.append("pisec_host_cert")
+        roles.append("pisec_coaps")
     if host in clients:
         roles.append("pisec_mqtt_client")
     if host in ca:
@@ -361,6 +362,27 @@ def _broker(check: HostCheck) -> None:
     check.value("pisec_mosquitto_users | pisec_check_entry_acls('pisec_mosquitto_users')")
 
 
+def _coaps(check: HostCheck) -> None:
+    """The CoAPs gateway publishes to the broker's loopback listener."""
+    if not check.value("pisec_coaps_enabled | bool") or check.host not in check.value(
+        "groups['pisec_brokers'] | default([])"
+    ):
+        return
+    check.require(
+        "pisec_mosquitto_plaintext_listener == 'loopback'"
+        " and pisec_coaps_broker_port | int == pisec_mosquitto_plaintext_port | int",
+        'inventory_hostname ~ ": pisec_coaps_enabled needs the broker\'s loopback listener"'
+        " ~ ' (pisec_mosquitto_plaintext_listener: loopback, is ' ~"
+        " pisec_mosquitto_plaintext_listener ~ ') on pisec_coaps_broker_port (is '"
+        ' ~ pisec_coaps_broker_port ~ ", the listener\'s port is "'
+        " ~ pisec_mosquitto_plaintext_port ~ ').'",
+    )
+    check.require(
+        "pisec_coaps_listen | length > 0",
+        "inventory_hostname ~ ': pisec_coaps_listen names no address to listen on.'",
+    )
+
+
 def _host_cert(check: HostCheck) -> None:
     check.value(
         "pisec_host_cert_common_name | pisec_check_common_name('pisec_host_cert_common_name')"
@@ -376,4 +398,5 @@ CHECKS = {
     "fleet": _fleet,
     "pisec_mosquitto": _broker,
     "pisec_host_cert": _host_cert,
+    "pisec_coaps": _coaps,
 }

@@ -130,27 +130,63 @@ def short_passwords(entries: Iterable[Any], min_length: int | str, variable: str
     return short
 
 
+DEVICE_KEYS = ("name", "managed", "acl", "coaps", "psk_format")
+# A device's pre-shared key is 32 random hex digits (128 bits). `text`: the
+# key is those 32 characters, as libcoap's and GnuTLS's clients read a key
+# (coap-client -k, its -h hint file). `raw`: the 16 bytes they stand for,
+# for a tinydtls device (a class-1 microcontroller), which takes at most 16.
+PSK_FORMATS = ("text", "raw")
+
+
 def resolve_devices(
     devices: Iterable[Any], managed_hosts: Iterable[str], variable: str = "pisec_fleet_devices"
 ) -> list[dict[str, Any]]:
-    """Devices as `{name, managed, acl}`: names checked, rules checked, and
-    `managed` defaulting to whether the device is a client Pi of the inventory.
-    `variable` names the list in messages."""
+    """Devices as `{name, managed, acl, coaps, psk_format}`: names checked,
+    rules checked, `managed` defaulting to whether the device is a client Pi
+    of the inventory, `coaps` (it speaks CoAP over DTLS with a pre-shared
+    key) to false and `psk_format` to `text`. `variable` names the list in
+    messages."""
     devices = list(devices)
     hosts = set(managed_hosts)
     check_identities(devices, variable)
     resolved: list[dict[str, Any]] = []
     for device in devices:
         name = device["name"]
+        unknown = sorted(str(key) for key in device if key not in DEVICE_KEYS)
+        if unknown:
+            raise AnsibleFilterError(
+                f"{variable}[{name}]: {', '.join(unknown)} is not one of {', '.join(DEVICE_KEYS)}"
+            )
         managed = device.get("managed")
         if managed is None:
             managed = name in hosts
+        elif not isinstance(managed, bool):
+            raise AnsibleFilterError(f"{variable}[{name}].managed must be true or false")
         elif managed and name not in hosts:
             raise AnsibleFilterError(
                 f"{variable}: {name!r} is managed: true but not a host of pisec_clients"
             )
+        coaps = device.get("coaps", False)
+        if not isinstance(coaps, bool):
+            raise AnsibleFilterError(f"{variable}[{name}].coaps must be true or false")
+        psk_format = device.get("psk_format", "text")
+        if psk_format not in PSK_FORMATS:
+            raise AnsibleFilterError(
+                f"{variable}[{name}].psk_format must be {' or '.join(PSK_FORMATS)} "
+                f"(is {psk_format!r})"
+            )
+        if "psk_format" in device and not coaps:
+            raise AnsibleFilterError(f"{variable}[{name}].psk_format is for coaps: true devices")
         acl = check_acl(device.get("acl") or [], f"{variable}[{name}].acl")
-        resolved.append({"name": name, "managed": bool(managed), "acl": acl})
+        resolved.append(
+            {
+                "name": name,
+                "managed": managed,
+                "acl": acl,
+                "coaps": coaps,
+                "psk_format": psk_format,
+            }
+        )
     return resolved
 
 
@@ -194,12 +230,18 @@ def acl_entries(
     return entries
 
 
+def named(name: str) -> dict[str, str]:
+    """`{'name': name}`: an identity as an entry of a list of users."""
+    return {"name": name}
+
+
 class FilterModule:
     """pisec filters for MQTT identities and ACLs."""
 
     def filters(self) -> dict[str, Callable[..., Any]]:
         return {
             "pisec_check_identities": check_identities,
+            "pisec_named": named,
             "pisec_check_unique_across": check_unique_across,
             "pisec_check_acl": check_acl,
             "pisec_check_entry_acls": check_entry_acls,

@@ -503,6 +503,18 @@ SETTINGS: dict[str, Check] = {
     "pisec_host_cert_extra_packages": _list_of(
         _matching(_PACKAGE, "a Debian package name"), most=64
     ),
+    # pisec_coaps (on brokers, and device Pis for their key)
+    "pisec_coaps_enabled": _boolean,
+    "pisec_coaps_port": _PORT,
+    "pisec_coaps_listen": _list_of(_address, most=16),
+    "pisec_coaps_allow_ccm": _boolean,
+    "pisec_coaps_max_payload": _integer(1, 65000),
+    "pisec_coaps_max_sessions": _integer(1, 10000),
+    "pisec_coaps_session_timeout": _integer(10, 86400),
+    "pisec_coaps_broker_port": _PORT,
+    "pisec_coaps_packages": _list_of(_matching(_PACKAGE, "a Debian package name"), most=64),
+    "pisec_coaps_device_packages": _list_of(_matching(_PACKAGE, "a Debian package name"), most=64),
+    "pisec_coaps_device_dir": _matching(_PATH, _PATH_TEXT),
     # pisec_mqtt_client
     "pisec_mqtt_client_packages": _list_of(_matching(_PACKAGE, "a Debian package name"), most=64),
     "pisec_mqtt_client_ca_path": _matching(_PATH, _PATH_TEXT),
