@@ -13,18 +13,22 @@ network=pisec-demo
 broker=pisec-demo-broker
 client=pisec-demo-client
 port="${PISEC_DEMO_PORT:-18883}"
+coaps_port="${PISEC_DEMO_COAPS_PORT:-15684}"
 venv="$root/.venv"
 state="$root/inventory/demo/.pisec"
 
 start_pi() {
-  local name=$1 running; shift
-  running=$(pisec_docker inspect -f '{{.State.Running}} {{.Config.Image}}' "$name" 2>/dev/null || true)
-  if [ "$running" = "true $image" ]; then
+  local name=$1 found; shift
+  # Reused only as it was started: same image, same options (a demo from
+  # before the CoAPs gateway has no UDP port).
+  found=$(pisec_docker inspect -f '{{.State.Running}}|{{.Config.Image}}|{{index .Config.Labels "pisec.demo.options"}}' "$name" 2>/dev/null || true)
+  if [ "$found" = "true|$image|$*" ]; then
     return
   fi
-  if [ -n "$running" ] && [ "${running#* }" != "$image" ]; then
-    # Another release or architecture (PISEC_SUITE, PISEC_ARCH): a new Pi.
-    pisec_log "$name runs ${running#* }; replacing it with a Pi from $image"
+  if [ -n "$found" ]; then
+    # Another release or architecture (PISEC_SUITE, PISEC_ARCH), or other ports.
+    found=${found#*|}
+    pisec_log "$name runs ${found%%|*} with options '${found#*|}'; replacing it with a Pi from $image"
   fi
   pisec_docker rm -f "$name" >/dev/null 2>&1 || true
   pisec_log "starting simulated Pi $name"
@@ -33,7 +37,7 @@ start_pi() {
   pisec_docker run -d --name "$name" --hostname "$name" --network "$network" \
     --cap-add SYS_ADMIN --tmpfs /run --tmpfs /run/lock \
     -v /sys/fs/cgroup:/sys/fs/cgroup:ro --stop-signal SIGRTMIN+3 \
-    --label pisec.demo=1 "$@" "$image" >/dev/null
+    --label pisec.demo=1 --label "pisec.demo.options=$*" "$@" "$image" >/dev/null
 }
 
 wait_for_systemd() {
@@ -52,7 +56,7 @@ up() {
   image=$("$here/build-image.sh" | tail -n1)
   pisec_docker network inspect "$network" >/dev/null 2>&1 \
     || pisec_docker network create --label pisec.demo=1 "$network" >/dev/null
-  start_pi "$broker" -p "127.0.0.1:$port:8883"
+  start_pi "$broker" -p "127.0.0.1:$port:8883" -p "127.0.0.1:$coaps_port:5684/udp"
   start_pi "$client"
   wait_for_systemd "$broker"
   wait_for_systemd "$client"
@@ -65,12 +69,15 @@ up() {
   "$venv/bin/ansible-playbook" -i inventory/demo playbooks/verify.yml -e pisec_verify_port="$port"
 
   local ca="$state/ca/ca.crt" writer="$state/credentials/pisec-demo" reader="$state/credentials/pisec-demo-reader"
+  local sensor="$state/devices/pisec-demo-sensor/pisec-demo-sensor.coap-client"
+  local sensor_key="$state/devices/pisec-demo-sensor/pisec-demo-sensor.psk"
   cat <<SUMMARY
 
 pisec demo: a TLS-only Mosquitto broker is running (Pis: Debian ${PISEC_SUITE:-trixie}, ${PISEC_ARCH:-amd64}).
 
   CA certificate : $ca
   Broker         : 127.0.0.1:$port (TLS, from this host; container $broker:8883)
+  CoAPs gateway  : 127.0.0.1:$coaps_port/udp (DTLS with pre-shared keys; container $broker:5684)
   MQTT users     : pisec-demo-reader may only read pisec/demo/#, pisec-demo may read and write it
                    (passwords in $state/credentials/, mode 0600)
 
@@ -81,6 +88,13 @@ Publish, from another terminal:
   mosquitto_pub -h 127.0.0.1 -p $port --cafile $ca -u pisec-demo -P "\$(cat $writer)" -t pisec/demo/hello -m 'hello over TLS'
 
 (One identity, one connection: a second connection as the same user replaces the first.)
+
+Publish over CoAP with DTLS and a pre-shared key, as the class-1 device pisec-demo-sensor
+(TLS_PSK_WITH_AES_128_CCM_8; its key stays in the hint file, off the command line):
+  coap-client-gnutls -u pisec-demo-sensor -k unused -h $sensor -m post -e 'hello over CoAPs' coaps://127.0.0.1:$coaps_port/ps/pisec/demo/coaps
+
+Check that CoAPs endpoint with pisec, which reports the negotiated suite:
+  $venv/bin/pisec probe coaps://127.0.0.1:$coaps_port --psk-identity pisec-demo-sensor --psk-file $sensor_key --topic pisec/demo/coaps
 
 Inspect the broker certificate as the recipe does:
   openssl s_client -connect 127.0.0.1:$port -CAfile $ca -brief </dev/null

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run Molecule scenarios on simulated Pis of one Debian release and
 # architecture (PISEC_SUITE, PISEC_ARCH; see build-image.sh):
-#   scripts/molecule.sh            default, auth, rotation and vpn
+#   scripts/molecule.sh            default, auth, rotation, vpn and coap
 #   scripts/molecule.sh default    the named scenarios only
 # The arm64 scenario runs only with PISEC_ARCH=arm64 (an emulated Pi).
 # PISEC_MOLECULE_STEPS="converge idempotence verify" runs only those steps
@@ -16,7 +16,7 @@ root=$(cd "$here/.." && pwd)
 
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
-  scenarios=(default auth rotation vpn)
+  scenarios=(default auth rotation vpn coap)
 fi
 for scenario in "${scenarios[@]}"; do
   [ -f "$root/molecule/$scenario/molecule.yml" ] || pisec_die "molecule/$scenario: no such scenario"
