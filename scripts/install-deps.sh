@@ -2,8 +2,9 @@
 # Debian packages the controller needs: the Docker engine (simulated Pis),
 # debootstrap (their image), Mosquitto (the client tools for the demo's
 # printed commands, the broker for pisec's own tests), OpenSSL and libcoap3
-# (`pisec probe coaps://` and the CoAPs gateway's tests; coap-client for the
-# demo's printed command).
+# with its tools (`pisec probe coaps://`, the CoAPs gateway's tests and the
+# demo's printed coap-client command; libcoap3-bin brings the library under
+# its name on each release, libcoap3 or libcoap3t64).
 # Installs only what is missing; runs apt-get update only then.
 #
 # PISEC_ARCH=arm64 (on an amd64 machine) adds qemu-user-static 8.0 or later
@@ -15,7 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=scripts/lib.sh
 . "$here/lib.sh"
 
-packages=(docker.io debootstrap mosquitto mosquitto-clients openssl iproute2 python3-venv ca-certificates libcoap3 libcoap3-bin)
+packages=(docker.io debootstrap mosquitto mosquitto-clients openssl iproute2 python3-venv ca-certificates libcoap3-bin)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
