@@ -275,6 +275,7 @@ class Answer:
     code: str | None
     suite: str | None
     output: str
+    stdout: str = ""
 
 
 def _request(
@@ -367,7 +368,7 @@ def test_a_reload_revokes_a_device_and_admits_a_new_one(gateway: RunningGateway)
 def _probe(
     gateway: RunningGateway,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str],
     *extra: str,
     key: str = KEY,
 ) -> Answer:
@@ -388,22 +389,22 @@ def _probe(
             *extra,
         ]
     )
-    printed = capsys.readouterr()
-    return Answer(str(status), None, printed.out + printed.err)
+    printed = capfd.readouterr()
+    return Answer(str(status), None, printed.out + printed.err, printed.out)
 
 
 def test_the_probe_reports_the_suite_and_confirms_delivery_over_mqtt(
     gateway: RunningGateway,
     plain_broker: PlainBroker,
     tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     password_file = tmp_path / "reader.password"
     password_file.write_text(PASSWORD.decode() + "\n")
     answer = _probe(
         gateway,
         tmp_path,
-        capsys,
+        capfd,
         "--mqtt-url",
         f"mqtts://localhost:{plain_broker.tls_port}",
         "--ca",
@@ -415,7 +416,7 @@ def test_the_probe_reports_the_suite_and_confirms_delivery_over_mqtt(
         "--json",
     )
     assert answer.code == "0", answer.output
-    report = json.loads(answer.output)
+    report = json.loads(answer.stdout)
     assert report["ok"] is True
     assert report["protocol"] == "DTLS1.2"
     assert report["cipher"] == "TLS_PSK_WITH_AES_128_CCM_8"
@@ -430,24 +431,24 @@ def test_the_probe_reports_the_suite_and_confirms_delivery_over_mqtt(
 
 
 def test_the_probe_fails_with_the_reason_and_exit_code_1(
-    gateway: RunningGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    gateway: RunningGateway, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    table = _probe(gateway, tmp_path, capsys)
+    table = _probe(gateway, tmp_path, capfd)
     assert table.code == "0", table.output
     assert "TLS_PSK_WITH_AES_128_CCM_8" in table.output and "PASS  coap publish" in table.output
-    denied = _probe(gateway, tmp_path, capsys, "--topic", "devices/dev2/temp")
+    denied = _probe(gateway, tmp_path, capfd, "--topic", "devices/dev2/temp")
     assert denied.code == "1", denied.output
     assert "FAIL  coap publish" in denied.output and "4.03" in denied.output
-    wrong = _probe(gateway, tmp_path, capsys, key=OTHER_KEY)
+    wrong = _probe(gateway, tmp_path, capfd, key=OTHER_KEY)
     assert wrong.code == "1", wrong.output
     assert "FAIL  dtls handshake" in wrong.output
     assert OTHER_KEY not in wrong.output
 
 
 def test_the_probe_refuses_a_short_key_file_naming_it(
-    gateway: RunningGateway, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    gateway: RunningGateway, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    short = _probe(gateway, tmp_path, capsys, key="too short")
+    short = _probe(gateway, tmp_path, capfd, key="too short")
     assert short.code == "2", short.output
     assert "dev1.psk" in short.output and "16 to 64 bytes" in short.output
 
@@ -498,3 +499,16 @@ def test_a_session_made_with_an_old_key_ends_with_the_key(
     )
     assert first == ["2.04"]
     assert exchange.code == expected, exchange
+
+
+def test_the_json_report_is_alone_on_standard_output_when_the_handshake_fails(
+    gateway: RunningGateway, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """libcoap warns of the failed handshake; the warning goes to standard
+    error, and standard output is the report alone."""
+    unknown = _probe(gateway, tmp_path, capfd, "--psk-identity", "nobody", "--json")
+    assert unknown.code == "1", unknown.output
+    report = json.loads(unknown.stdout)
+    assert report["checks"][0]["name"] == "dtls handshake"
+    assert not report["checks"][0]["ok"]
+    assert "libcoap:" in unknown.output

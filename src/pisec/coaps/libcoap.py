@@ -22,6 +22,7 @@ import ctypes
 import os
 import socket
 import struct
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -227,6 +228,9 @@ class Library:
         self.dll.coap_startup()
         self.dll.coap_set_log_level(COAP_LOG_WARNING)
         self.dll.coap_dtls_set_log_level(COAP_LOG_ERROR)
+        # libcoap's own handler prints warnings on standard output, where
+        # `pisec probe --json` prints its report: to standard error instead.
+        self.log_to(lambda _level, message: print(f"libcoap: {message}", file=sys.stderr))
 
     def log_to(self, handler: Callable[[int, str], None]) -> None:
         """Send libcoap's log lines (WARNING and worse) to `handler`."""
