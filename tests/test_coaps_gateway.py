@@ -5,6 +5,7 @@ mosquitto with an ACL, out to an MQTT subscriber."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -27,19 +28,29 @@ from pisec.coaps.gateway import Device, Gateway, TopicError, load_devices, topic
 from pisec.coaps.libcoap import GET, POST, PUT, Client, Library, Request
 from tests.conftest import DEVICE_PASSWORD as PASSWORD
 from tests.conftest import PROJECT, PlainBroker, Subscriber, free_port
+from tests.templating import render
 
-# Only PSK key exchange and AES-128-CCM-8, as the role pins the gateway.
-CCM8_ONLY = """[overrides]
+
+def _priorities(allow_ccm: bool) -> str:
+    """The role's own GnuTLS priority file for the gateway."""
+    return render(
+        "pisec_coaps/templates/etc/pisec/coaps/gnutls.conf.j2",
+        {"ansible_managed": "Ansible managed", "pisec_coaps_allow_ccm": allow_ccm},
+    )
+
+
+# A client that offers AES-128-CCM alone (no CCM-8): what the role's
+# pisec_coaps_allow_ccm lets in.
+CCM_ONLY_CLIENT = """[overrides]
+tls-disabled-cipher = AES-128-CCM-8
+tls-disabled-cipher = AES-256-CCM
+tls-disabled-cipher = AES-128-GCM
+tls-disabled-cipher = AES-256-GCM
+tls-disabled-cipher = CHACHA20-POLY1305
+tls-disabled-cipher = AES-128-CBC
+tls-disabled-cipher = AES-256-CBC
 tls-disabled-kx = ECDHE-PSK
 tls-disabled-kx = DHE-PSK
-tls-disabled-kx = RSA-PSK
-tls-disabled-cipher = AES-256-GCM
-tls-disabled-cipher = AES-128-GCM
-tls-disabled-cipher = CHACHA20-POLY1305
-tls-disabled-cipher = AES-256-CCM
-tls-disabled-cipher = AES-128-CCM
-tls-disabled-cipher = AES-256-CBC
-tls-disabled-cipher = AES-128-CBC
 """
 KEY = "0123456789abcdef0123456789abcdef"  # 32 characters used as key text
 OTHER_KEY = "fedcba9876543210fedcba9876543210"
@@ -98,12 +109,16 @@ class FakePublisher:
         self.reason = reason
         self.published: list[tuple[str, bytes]] = []
         self.closed = False
+        self.pings = 0
 
     def publish(self, topic: str, payload: bytes) -> int:
         if isinstance(self.reason, Exception):
             raise self.reason
         self.published.append((topic, payload))
         return self.reason
+
+    def ping_if_idle(self) -> None:
+        self.pings += 1
 
     def close(self) -> None:
         self.closed = True
@@ -152,6 +167,16 @@ def test_an_identity_the_gateway_does_not_hold_publishes_nothing() -> None:
     gateway, made = _gateway(mqtt5.SUCCESS)
     assert gateway.handle(Request(POST, b"dev2", [b"ps", b"a"], b"x")).code == "4.01"
     assert made == []
+
+
+def test_keepalive_pings_every_open_connection() -> None:
+    gateway, made = _gateway(mqtt5.SUCCESS)
+    gateway.keepalive()
+    assert made == []  # no connection yet, nothing to ping
+    gateway.handle(Request(POST, b"dev1", [b"ps", b"a"], b"x"))
+    gateway.keepalive()
+    gateway.keepalive()
+    assert made[0].pings == 2
 
 
 def test_a_reload_closes_the_connections_of_changed_and_removed_devices() -> None:
@@ -228,10 +253,12 @@ def _keys(devices: dict[str, str]) -> str:
     )
 
 
-@pytest.fixture
-def gateway(plain_broker: PlainBroker, tmp_path: Path) -> Iterator[RunningGateway]:
+@contextlib.contextmanager
+def _running_gateway(
+    plain_broker: PlainBroker, tmp_path: Path, *, allow_ccm: bool = False
+) -> Iterator[RunningGateway]:
     port = free_port()
-    (tmp_path / "gnutls.conf").write_text(CCM8_ONLY)
+    (tmp_path / "gnutls.conf").write_text(_priorities(allow_ccm))
     (tmp_path / "config.json").write_text(
         json.dumps(
             {
@@ -270,6 +297,12 @@ def gateway(plain_broker: PlainBroker, tmp_path: Path) -> Iterator[RunningGatewa
         process.wait(timeout=10)
 
 
+@pytest.fixture
+def gateway(plain_broker: PlainBroker, tmp_path: Path) -> Iterator[RunningGateway]:
+    with _running_gateway(plain_broker, tmp_path) as running:
+        yield running
+
+
 @dataclass
 class Answer:
     code: str | None
@@ -284,9 +317,13 @@ def _request(
     identity: str = "dev1",
     key: str = KEY,
     scheme: str = "coaps",
+    client_priorities: Path | None = None,
 ) -> Answer:
     """coap-client-gnutls POSTs; its answer code, from what it prints (it
     exits 0 whatever happened), and the suite from its handshake log."""
+    environment = dict(os.environ)
+    if client_priorities is not None:
+        environment["GNUTLS_SYSTEM_PRIORITY_FILE"] = str(client_priorities)
     result = subprocess.run(
         [
             _client(),
@@ -308,6 +345,7 @@ def _request(
         text=True,
         timeout=30,
         check=False,
+        env=environment,
     )
     output = result.stdout + result.stderr
     codes = re.findall(r"\bc:(\d\.\d\d)\b", output)
@@ -512,3 +550,27 @@ def test_the_json_report_is_alone_on_standard_output_when_the_handshake_fails(
     assert report["checks"][0]["name"] == "dtls handshake"
     assert not report["checks"][0]["ok"]
     assert "libcoap:" in unknown.output
+
+
+@pytest.mark.parametrize(("allow_ccm", "expected"), [(False, None), (True, "2.04")])
+def test_aes_128_ccm_is_refused_unless_the_role_allows_it(
+    plain_broker: PlainBroker, tmp_path: Path, allow_ccm: bool, expected: str | None
+) -> None:
+    """The role's priority file, rendered both ways: a client without CCM-8
+    gets in only with pisec_coaps_allow_ccm, and then on AES-128-CCM."""
+    client_file = tmp_path / "client-gnutls.conf"
+    client_file.write_text(CCM_ONLY_CLIENT)
+    with _running_gateway(plain_broker, tmp_path, allow_ccm=allow_ccm) as running:
+        answer = _request(running, "/ps/devices/dev1/temp", client_priorities=client_file)
+        control = _request(running, "/ps/devices/dev1/temp")
+    assert answer.code == expected, answer.output
+    if allow_ccm:
+        assert answer.suite == "GNUTLS_PSK_AES_128_CCM", answer.output
+    # A client that offers both: CCM-8 only, or with the variable either
+    # (GnuTLS's own order may then pick the 16-byte tag).
+    assert control.code == "2.04", control.output
+    assert control.suite in (
+        ("GNUTLS_PSK_AES_128_CCM_8", "GNUTLS_PSK_AES_128_CCM")
+        if allow_ccm
+        else ("GNUTLS_PSK_AES_128_CCM_8",)
+    ), control.output

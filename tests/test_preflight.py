@@ -184,6 +184,15 @@ BAD: list[tuple[dict[str, object], str]] = [
         {"pisec_fleet_devices": [{"name": "dev1", "coaps": True, "psk_format": "hex"}]},
         "pisec_fleet_devices[dev1].psk_format must be text or raw",
     ),
+    # Names of CoAPs devices reach file names and coap-client's hint file.
+    (
+        {"pisec_coaps_devices": [{"name": "../../etc/cron.d/x", "coaps": True}]},
+        "pisec_coaps_devices: '../../etc/cron.d/x' is not a valid identity",
+    ),
+    (
+        {"pisec_mosquitto_gateway_identities": ["dev,evil"]},
+        "pisec_mosquitto_gateway_identities: 'dev,evil' is not a valid identity",
+    ),
     # Settings of earlier versions stop the run instead of being ignored.
     (
         {"pisec_fleet_acl_patterns": [{"topic": "devices/%u/#", "access": "read"}]},

@@ -363,7 +363,14 @@ def _broker(check: HostCheck) -> None:
 
 
 def _coaps(check: HostCheck) -> None:
-    """The CoAPs gateway publishes to the broker's loopback listener."""
+    """The CoAPs gateway's devices are identities, checked whole (their names
+    reach file names, a hint file and the broker's password file), and it
+    publishes to the broker's loopback listener."""
+    check.value("pisec_coaps_devices | pisec_check_identities('pisec_coaps_devices')")
+    check.value(
+        "pisec_mosquitto_gateway_identities | map('pisec_named')"
+        " | pisec_check_identities('pisec_mosquitto_gateway_identities')"
+    )
     if not check.value("pisec_coaps_enabled | bool") or check.host not in check.value(
         "groups['pisec_brokers'] | default([])"
     ):

@@ -16,10 +16,20 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 _KEY = re.compile(r"[0-9a-f]{32}")
+# An identity, as pisec_check_identities allows it: it names files and is a
+# field of coap-client's comma-separated hint file.
+_IDENTITY = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 HINT = "pisec"
 
 
+def _name(name: Any) -> str:
+    if not isinstance(name, str) or not _IDENTITY.fullmatch(name):
+        raise AnsibleFilterError(f"{name!r} is not a valid identity for a CoAPs device")
+    return name
+
+
 def _checked(key: Any, name: str) -> str:
+    _name(name)
     if not isinstance(key, str) or not _KEY.fullmatch(key):
         raise AnsibleFilterError(
             f"{name}: its stored key is not 32 lowercase hex digits "
@@ -56,6 +66,7 @@ def key_files(devices: list[dict[str, Any]]) -> list[dict[str, str]]:
     where its key is text (coap-client cannot read a raw key from a file)."""
     files: list[dict[str, str]] = []
     for device in devices:
+        _name(device["name"])
         files.append({"name": device["name"], "kind": "psk"})
         if device.get("psk_format", "text") == "text":
             files.append({"name": device["name"], "kind": "coap-client"})

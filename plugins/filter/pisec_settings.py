@@ -510,6 +510,7 @@ SETTINGS: dict[str, Check] = {
     "pisec_coaps_allow_ccm": _boolean,
     "pisec_coaps_max_payload": _integer(1, 65000),
     "pisec_coaps_max_sessions": _integer(1, 10000),
+    "pisec_coaps_max_handshakes": _integer(1, 1000),
     "pisec_coaps_session_timeout": _integer(10, 86400),
     "pisec_coaps_broker_port": _PORT,
     "pisec_coaps_packages": _list_of(_matching(_PACKAGE, "a Debian package name"), most=64),

@@ -9,10 +9,13 @@ decides what it may write, and a denial comes back as 4.03.
 
 CONFIG (JSON, written by the pisec_coaps role): the addresses and port to
 listen on, the broker's loopback address, the identity hint, limits.
-KEYS (JSON, root-only; systemd hands it over as a credential): per device
-the identity, its pre-shared key in hex and the MQTT password the gateway
-logs in with as that device. SIGHUP reads KEYS again: a rotated or revoked
-device takes effect without dropping the others.
+KEYS (JSON, readable by root and the gateway's user alone): per device the
+identity, its pre-shared key in hex and the MQTT password the gateway logs
+in with as that device. SIGHUP reads KEYS again from its path (not a copy
+made at start): a rotated or revoked device takes effect without dropping
+the others. The MQTT publish is synchronous, on loopback, with a 2-second
+timeout: a broker that does not answer holds every device's requests that
+long (5.03 follows).
 
 Logs name the device, the topic and the outcome; never a key, a password
 or a payload.
@@ -73,6 +76,8 @@ def topic_for(path: list[bytes]) -> str:
 class Publishing(Protocol):
     def publish(self, topic: str, payload: bytes) -> int: ...
 
+    def ping_if_idle(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -106,6 +111,13 @@ class Gateway:
             if devices.get(identity) != self.devices.get(identity):
                 self._publishers.pop(identity).close()
         self.devices = dict(devices)
+
+    def keepalive(self) -> None:
+        """Ping the broker on connections idle for half their keepalive, so
+        that a device that sends rarely keeps its connection (and does not
+        pay a login on each request)."""
+        for publisher in self._publishers.values():
+            publisher.ping_if_idle()
 
     def close(self) -> None:
         for publisher in self._publishers.values():
@@ -188,6 +200,7 @@ class Config:
     hint: str = "pisec"
     max_payload: int = DEFAULT_MAX_PAYLOAD
     max_sessions: int = 64
+    max_handshakes: int = 16
     session_timeout: int = 300
 
     @classmethod
@@ -233,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         gateway.handle,
         hint=config.hint.encode(),
         max_sessions=config.max_sessions,
+        max_handshakes=config.max_handshakes,
         session_timeout=config.session_timeout,
     )
     try:
@@ -252,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     while not flags["stop"]:
         server.run_once(500)
+        gateway.keepalive()
         while server.refused:
             refused = server.refused.pop().decode("utf-8", "replace")
             LOG.warning("refused a handshake from unknown identity %r", refused)

@@ -150,6 +150,7 @@ _SIGNATURES: dict[str, tuple[Any, list[Any]]] = {
     "coap_context_set_psk2": (ctypes.c_int, [ctypes.c_void_p, ctypes.POINTER(Spsk)]),
     "coap_context_set_max_idle_sessions": (None, [ctypes.c_void_p, ctypes.c_uint]),
     "coap_context_set_session_timeout": (None, [ctypes.c_void_p, ctypes.c_uint]),
+    "coap_context_set_max_handshake_sessions": (None, [ctypes.c_void_p, ctypes.c_uint]),
     "coap_new_endpoint": (
         ctypes.c_void_p,
         [ctypes.c_void_p, ctypes.POINTER(Address), ctypes.c_int],
@@ -306,6 +307,7 @@ class Server:
         *,
         hint: bytes = b"pisec",
         max_sessions: int = 64,
+        max_handshakes: int = 16,
         session_timeout: int = 300,
     ) -> None:
         if not hint:
@@ -330,6 +332,9 @@ class Server:
             raise CoapError("coap_context_set_psk2 failed: no DTLS in this libcoap")
         library.dll.coap_context_set_max_idle_sessions(self._context, max_sessions)
         library.dll.coap_context_set_session_timeout(self._context, session_timeout)
+        # Handshakes in progress are capped apart from the idle sessions: a
+        # flood of half-made ones cannot push the devices' sessions out.
+        library.dll.coap_context_set_max_handshake_sessions(self._context, max_handshakes)
         self._method_handler = MethodHandler(self._on_request)
         resource = library.dll.coap_resource_unknown_init2(self._method_handler, 0)
         for method in (GET, POST, DELETE):

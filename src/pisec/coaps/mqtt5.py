@@ -204,17 +204,25 @@ class Publisher:
             raise MqttError(f"the broker refused the connection (reason code 0x{reason:02x})")
 
     def publish(self, topic: str, payload: bytes) -> int:
-        """Publish at QoS 1 and return the broker's PUBACK reason code."""
-        for attempt in (1, 2):
-            try:
-                if self._socket is None:
-                    self.connect()
-                return self._publish_once(topic, payload)
-            except (OSError, MqttError):
-                self.close()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        """Publish at QoS 1 and return the broker's PUBACK reason code. A
+        connection that was already open and turns out broken (the broker
+        restarted) is opened again once; a new one that fails is not retried,
+        so that one request holds its caller for one timeout at most."""
+        reused = self._socket is not None
+        try:
+            if self._socket is None:
+                self.connect()
+            return self._publish_once(topic, payload)
+        except (OSError, MqttError):
+            self.close()
+            if not reused:
+                raise
+        self.connect()
+        try:
+            return self._publish_once(topic, payload)
+        except (OSError, MqttError):
+            self.close()
+            raise
 
     def ping_if_idle(self) -> None:
         """Keep the connection alive: a PINGREQ when half the keepalive passed."""
