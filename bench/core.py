@@ -14,11 +14,18 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+
+def log(message: str) -> None:
+    """Progress for people, on stderr."""
+    stamp = time.strftime("%H:%M:%S")
+    print(f"\033[1;34m[{stamp}] {message}\033[0m", file=sys.stderr, flush=True)
 
 
 class BenchError(RuntimeError):
@@ -158,6 +165,12 @@ class Counts:
     # once through this many reconnecting threads of one load generator.
     storm_clients: int = 1000
     storm_workers: int = 16
+    # CoAP (bench/coap.py): sessions each server holds at once while its
+    # memory is read, new sessions (handshakes) timed, and requests timed
+    # one after another on one session.
+    coap_sessions: int = 50
+    coap_rounds: int = 50
+    coap_requests: int = 1000
 
     @classmethod
     def smoke(cls) -> Counts:
@@ -175,6 +188,9 @@ class Counts:
             max_seconds=30.0,
             storm_clients=20,
             storm_workers=4,
+            coap_sessions=3,
+            coap_rounds=3,
+            coap_requests=20,
         )
 
 

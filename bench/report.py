@@ -7,6 +7,7 @@ from typing import Any
 
 from bench.core import SATURATED, bulk_phase
 
+TLS_LIBRARIES = ("libssl.", "libcrypto.")
 BEGIN = "<!-- pisec-bench: begin (written by `make bench`; edits here are lost) -->"
 END = "<!-- pisec-bench: end -->"
 
@@ -441,6 +442,213 @@ def _memory(broker: dict[str, Any]) -> list[str]:
     return lines
 
 
+# The study's Table 3 (Wismote, TinyDTLS, TLS_PSK_WITH_AES_128_CCM_8), in
+# bytes: RAM and ROM of its CoAP and CoAPs client and server.
+STUDY_TABLE3 = {
+    "server": {"coap": (8200, 50224), "coaps": (11274, 89737)},
+    "client": {"coap": (8210, 44831), "coaps": (11396, 86583)},
+}
+COAP_PAIRS = (
+    ("server", "coap-server-notls", "coap-server-gnutls"),
+    ("client", "coap-client-notls", "coap-client-gnutls"),
+)
+
+
+def _kib(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _coap_added(plain: dict[str, Any], secure: dict[str, Any]) -> tuple[int, list[str]]:
+    """Code KiB of the libraries the DTLS program maps and the plain one does
+    not (its own binary and libcoap's -gnutls build replace theirs)."""
+    added = {
+        path: kib
+        for path, kib in secure["files"].items()
+        if path not in plain["files"] and not Path(path).name.startswith(("coap-", "libcoap-"))
+    }
+    names = sorted(Path(path).name.split(".so")[0] for path in added)
+    return sum(added.values()), names
+
+
+def _coap(results: dict[str, Any]) -> list[str]:
+    coap = results.get("coap")
+    if not coap:
+        return []
+    servers, clients = coap["servers"], coap["clients"]
+    study = STUDY_TABLE3
+    lines = [
+        "### CoAP without and with DTLS: the study's Table 3 on a simulated Pi",
+        "",
+        "Debian's libcoap3 programs on the broker Pi and the client Pi: `-notls` is plain "
+        "CoAP over UDP (the baseline; pisec never listens on it), `-gnutls` the same "
+        "program with DTLS 1.2 and a pre-shared key, pinned by the gateway's own GnuTLS "
+        f"priority file to {servers['coap-server-gnutls']['suite']}; `pisec-coapsd` is pisec's "
+        "gateway (Python on the same libcoap, then MQTT QoS 1 into mosquitto). "
+        "The study's column is its Wismote figure for the same pair (CoAPs over CoAP). "
+        "What each can say is under the tables.",
+        "",
+    ]
+    base = servers["coap-server-notls"]
+    rows = []
+    for label, result in servers.items():
+        idle, held, count = result["idle"], result["held"], result["sessions"]
+        # The ratios are of the same program with and without DTLS;
+        # pisec-coapsd is a Python process, its own row only.
+        paired = label == "coap-server-gnutls"
+        rows.append(
+            [
+                f"`{label}`",
+                _kib(idle["rss_kib"]),
+                _kib(idle["private_kib"]),
+                _kib(held["rss_kib"]),
+                f"{(held['rss_kib'] - idle['rss_kib']) / count:.1f}",
+                _kib(held["peak_rss_kib"]),
+                _ratio(idle["rss_kib"], base["idle"]["rss_kib"]) if paired else "",
+                _ratio(held["private_kib"], base["held"]["private_kib"]) if paired else "",
+                _ratio(study["server"]["coaps"][0], study["server"]["coap"][0]) if paired else "",
+            ]
+        )
+    count = base["sessions"]
+    lines += [
+        f"**Servers, memory** (KiB; VmRSS and the private part, idle and with {count} "
+        "sessions held at once, each with one answered request):",
+        "",
+        *_table(
+            [
+                "server",
+                "RSS idle",
+                "private idle",
+                f"RSS, {count} sessions",
+                "RSS per session",
+                "peak RSS",
+                "RSS idle x CoAP",
+                f"private, {count} sessions x CoAP",
+                "study RAM x CoAP",
+            ],
+            rows,
+        ),
+    ]
+    plain_client = clients["coap-client-notls"]
+    rows = []
+    for label, result in clients.items():
+        sample = result["sample"]
+        paired = label == "coap-client-gnutls"
+        rows.append(
+            [
+                f"`{label}`",
+                _kib(sample["rss_kib"]),
+                _kib(sample["private_kib"]),
+                _kib(sample["peak_rss_kib"]),
+                _ratio(sample["rss_kib"], plain_client["sample"]["rss_kib"]) if paired else "",
+                _ratio(sample["private_kib"], plain_client["sample"]["private_kib"])
+                if paired
+                else "",
+                _ratio(study["client"]["coaps"][0], study["client"]["coap"][0]) if paired else "",
+            ]
+        )
+    lines += [
+        "**Clients, memory** (KiB, one observed session, read after 1.5 s):",
+        "",
+        *_table(
+            ["client", "RSS", "private", "peak RSS", "RSS x CoAP", "private x CoAP",
+             "study RAM x CoAP"],
+            rows,
+        ),
+    ]  # fmt: skip
+    rows = []
+    for role, plain_label, secure_label in COAP_PAIRS:
+        group = servers if role == "server" else clients
+        plain_fp = group[plain_label]["idle" if role == "server" else "sample"]
+        secure_fp = group[secure_label]["idle" if role == "server" else "sample"]
+        added, names = _coap_added(plain_fp, secure_fp)
+        for label, fp in ((plain_label, plain_fp), (secure_label, secure_fp)):
+            plain = label == plain_label
+            rows.append(
+                [
+                    f"`{label}`",
+                    _kib(fp["code_kib"]),
+                    _kib(fp["file_kib"]),
+                    "1.00x" if plain else _ratio(fp["code_kib"], plain_fp["code_kib"]),
+                    "1.00x" if plain else _ratio(study[role]["coaps"][1], study[role]["coap"][1]),
+                    "" if plain else f"{_kib(added)} KiB: {', '.join(names)}",
+                ]
+            )
+    lines += [
+        "**Code** (KiB: the executable mappings of the program and every library it has "
+        "loaded, and those files' sizes on disk):",
+        "",
+        *_table(
+            ["program", "code mapped", "files", "code x CoAP", "study ROM x CoAP",
+             "what DTLS adds"],
+            rows,
+        ),
+    ]  # fmt: skip
+    rows = []
+    for label, result in servers.items():
+        shakes, requests = result["handshakes"], result["requests"]
+        handshake = shakes["handshake_ms"]
+        rows.append(
+            [
+                f"`{label}`",
+                f"{handshake['median']:.2f} ({handshake['p90']:.2f})" if handshake else "-",
+                f"{shakes['first_answer_ms']['median']:.2f}",
+                f"{requests['request_ms']['median']:.3f} ({requests['request_ms']['p90']:.3f})",
+                f"{shakes['server_cpu_us_each']:,.0f}",
+                f"{requests['server_cpu_us_each']:,.0f}",
+                f"{requests['client_cpu_share']:.2f}",
+            ]
+        )
+    sessions = base["handshakes"]["first_answer_ms"]["n"]
+    lines += [
+        f"**Time** (ms, median and 90th percentile, from the client Pi: {sessions} "
+        f"new sessions, then {base['requests']['request_ms']['n']:,} requests one after another "
+        "on one session; the server's own CPU from /proc/PID/schedstat, in microseconds; "
+        "`pisec-coapsd`'s request is a POST that it publishes with QoS 1 and answers after "
+        "mosquitto's PUBACK; client CPU share is the client's CPU over the requests' wall "
+        "time: below 1, the client waited on the server):",
+        "",
+        *_table(
+            [
+                "server",
+                "handshake",
+                "new session to first answer",
+                "request",
+                "server CPU per new session + request, us",
+                "server CPU per request, us",
+                "client CPU share",
+            ],
+            rows,
+        ),
+    ]
+    mosquitto = coap.get("mosquitto")
+    if mosquitto:
+        tls = sum(
+            kib
+            for path, kib in mosquitto["files"].items()
+            if Path(path).name.startswith(TLS_LIBRARIES)
+        )
+        line = (
+            f"MQTT beside it: mosquitto on the same broker Pi maps {_kib(mosquitto['code_kib'])} "
+            f"KiB of code, {_kib(tls)} KiB of it OpenSSL's libssl and libcrypto: without them "
+            f"it would be {_ratio(mosquitto['code_kib'], mosquitto['code_kib'] - tls)} smaller "
+            "(mosquitto links OpenSSL whether or not a listener uses TLS)."
+        )
+        memory = results.get("broker", {}).get("memory", {})
+        if "plaintext" in memory and "tls-ecdsa" in memory:
+            per = {}
+            for label in ("plaintext", "tls-ecdsa"):
+                rss = memory[label]["rss_kib"]
+                most = max(rss, key=int)
+                per[label] = (rss[most] - rss["0"]) / int(most)
+            line += (
+                f" Per connected client the broker holds {per['plaintext']:.1f} KiB plaintext "
+                f"and {per['tls-ecdsa']:.1f} KiB over TLS "
+                f"({_ratio(per['tls-ecdsa'], per['plaintext'])}; memory table above)."
+            )
+        lines += [line, ""]
+    return lines
+
+
 def _fleet(results: dict[str, Any]) -> list[str]:
     fleet = results.get("fleet", [])
     if not fleet:
@@ -585,6 +793,7 @@ def render(results: dict[str, Any], raw: str = "docs/benchmarks.json") -> str:
         *_ciphers(broker),
         *_memory(broker),
         *_storm(broker),
+        *_coap(results),
         *_fleet(results),
         END,
     ]

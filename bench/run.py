@@ -46,6 +46,7 @@ from typing import Any
 import yaml
 
 from bench import report as benchreport
+from bench.coap import bench_coap
 from bench.core import (
     BenchError,
     BrokerBench,
@@ -57,6 +58,7 @@ from bench.core import (
     Usage,
     bulk_phase,
     loadgen_report,
+    log,
     mosquitto_password_hash,
     parse_usage,
 )
@@ -83,12 +85,6 @@ NO_AES_MASK = "~0x200000200000000:~0x60000000000"
 NO_AES_SLOWDOWN = 3.0
 SPEED_CIPHERS = ("aes-128-gcm", "chacha20-poly1305")
 NO_AES_DROP_IN = "/etc/systemd/system/mosquitto.service.d/zz-pisec-bench-no-aes.conf"
-
-
-def log(message: str) -> None:
-    """Progress for people, on stderr."""
-    stamp = time.strftime("%H:%M:%S")
-    print(f"\033[1;34m[{stamp}] {message}\033[0m", file=sys.stderr, flush=True)
 
 
 def run(
@@ -341,8 +337,11 @@ class Project:
         env.update(extra or {})
         return env
 
-    def inventory(self, name: str, broker: str, clients: Sequence[str], vpn: bool) -> Path:
-        """An inventory of containers reached with `docker exec`, CA on this host."""
+    def inventory(
+        self, name: str, broker: str, clients: Sequence[str], vpn: bool, coaps: bool = False
+    ) -> Path:
+        """An inventory of containers reached with `docker exec`, CA on this host;
+        with `coaps`, the CoAPs gateway on and every client Pi a CoAPs device."""
         directory = self.state / name
         directory.mkdir(parents=True, exist_ok=True)
         acl = [{"topic": "pisec/bench/#", "access": "readwrite"}]
@@ -359,7 +358,11 @@ class Project:
                     "pisec_ca_passphrase_required": False,
                     "pisec_mosquitto_credentials_dir": str(directory / "credentials"),
                     "pisec_mosquitto_users": [{"name": BENCH_USER, "acl": acl}],
-                    "pisec_fleet_devices": [{"name": client, "acl": acl} for client in clients],
+                    "pisec_fleet_devices": [
+                        {"name": client, "acl": acl, **({"coaps": True} if coaps else {})}
+                        for client in clients
+                    ],
+                    "pisec_coaps_enabled": coaps,
                     # The bench holds 1,000 connections under one identity and
                     # runs a publisher and a subscriber under one certificate;
                     # a fleet's brokers take the client id from the identity,
@@ -886,6 +889,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--skip-broker", action="store_true")
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument(
+        "--skip-coap", action="store_true", help="skip CoAP without and with DTLS (Table 3)"
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="leave the last fleet's containers running (debugging)"
     )
     args = parser.parse_args(argv)
@@ -928,7 +934,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             else "make bench-ansible"
             if args.ansible_settings
             else "make bench"
-            if not (args.skip_broker or args.skip_fleet or args.fleet_sizes != "1,5,20")
+            if not (args.skip_broker or args.skip_fleet or args.skip_coap)
+            and args.fleet_sizes == "1,5,20"
             else "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:]),
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": machine(),
@@ -939,6 +946,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             docker.remove_all()
             if not args.skip_broker:
                 results["broker"] = bench_broker(docker, project, image, counts)
+            if not args.skip_coap:
+                results["coap"] = bench_coap(docker, project, image, counts)
             if not args.skip_fleet:
                 fleet = bench_fleet(
                     docker, project, image, sizes, settings=args.ansible_settings, keep=args.keep

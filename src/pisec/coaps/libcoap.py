@@ -532,7 +532,7 @@ class Client:
                     None, None, None, None, b"", None, f"the DTLS handshake failed ({reason})"
                 )
             handshake_ms = (time.monotonic() - started) * 1000
-            protocol, suite = self._negotiated(session)
+            protocol, suite = self.negotiated(session)
             answer = self._send(context, session, method, path, payload, deadline, answers)
             for hook in between:
                 # The same session again, after the caller changed something
@@ -581,7 +581,7 @@ class Client:
         answer_code, body = answers[0]
         return dotted(answer_code), body, (time.monotonic() - sent) * 1000, None
 
-    def _negotiated(self, session: int) -> tuple[str | None, str | None]:
+    def negotiated(self, session: int) -> tuple[str | None, str | None]:
         library = ctypes.c_int(0)
         tls = self._lib.dll.coap_session_get_tls(session, ctypes.byref(library))
         if not tls or library.value != COAP_TLS_LIBRARY_GNUTLS:
