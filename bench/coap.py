@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.core import BenchError, Counts, log
+from bench.core import LABEL, BenchError, Counts, log
 
 if TYPE_CHECKING:
     from bench.run import Docker, Project
@@ -193,7 +193,44 @@ def _client_footprint(client: Pi, label: str, argv: list[str]) -> dict[str, Any]
     return result
 
 
-def bench_coap(docker: Docker, project: Project, image: str, counts: Counts) -> dict[str, Any]:
+PROGRAMS = (
+    "coap-server-notls",
+    "coap-server-gnutls",
+    "coap-client-notls",
+    "coap-client-gnutls",
+    "mosquitto",
+)
+ARM64 = "pisec-bench-coap-arm64"
+
+
+def static_code_arm64(docker: Docker, root: Path, image: str) -> dict[str, Any]:
+    """The programs' code on an emulated arm64 Pi, read from their ELF
+    headers: a process there is the emulator's, its mappings too."""
+    docker("rm", "-f", ARM64, check=False)
+    docker(
+        "run", "-d", "--name", ARM64, "--label", LABEL,
+        "--entrypoint", "sleep", image, "1800",
+    )  # fmt: skip
+    pi = Pi(docker, ARM64)
+    try:
+        log("coap: installing libcoap3-bin and mosquitto on an emulated arm64 Pi")
+        pi.sh(
+            "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+            "--no-install-recommends libcoap3-bin mosquitto >/dev/null",
+            timeout=1200,
+        )
+        pi.install(root)
+        result = pi.coapgen("static-code", *PROGRAMS, timeout=600)
+    finally:
+        docker("rm", "-f", ARM64, check=False)
+    if result["arch"] != "aarch64":
+        raise BenchError(f"coap: the arm64 Pi runs {result['arch']}")
+    return result
+
+
+def bench_coap(
+    docker: Docker, project: Project, image: str, counts: Counts, arm64_image: str = ""
+) -> dict[str, Any]:
     log("coap: starting a broker Pi and a client Pi")
     docker.start_pis(image, [BROKER, CLIENT])
     inventory = project.inventory("coap", BROKER, [CLIENT], vpn=False, coaps=True)
@@ -271,6 +308,7 @@ def bench_coap(docker: Docker, project: Project, image: str, counts: Counts) -> 
         ["--method", "post", "--payload", "21.5"], counts,
     )  # fmt: skip
     results["mosquitto"] = server.coapgen("footprint", str(server.main_pid("mosquitto")))
+    results["static_code"] = {"amd64": server.coapgen("static-code", *PROGRAMS)}
 
     for label in ("coap-server-gnutls", "pisec-coapsd"):
         suite = results["servers"][label]["suite"]
@@ -280,4 +318,8 @@ def bench_coap(docker: Docker, project: Project, image: str, counts: Counts) -> 
     if set(codes) != {"2.04"}:
         raise BenchError(f"coap: pisec-coapsd answered {codes}, not 2.04 only")
     docker("rm", "-f", BROKER, CLIENT, timeout=600)
+    if arm64_image:
+        results["static_code"]["arm64"] = static_code_arm64(docker, project.root, arm64_image)
+    else:
+        log("coap: no arm64 code sizes (PISEC_ARM64_IMAGE is not set)")
     return results

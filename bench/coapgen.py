@@ -4,6 +4,10 @@ Copied onto the bench's Pis with pisec's own libcoap layer beside it
 (`pisec/coaps/`), and run there with Debian's python3. Each command prints
 one JSON object per line on standard output:
 
+- `static-code PROGRAM...`: the code and the load image of each program
+  and the libraries it links, read from their ELF headers (also on an
+  emulated arm64 Pi, where a running process's mappings are the
+  emulator's);
 - `footprint PID`: a process's memory (VmRSS, proportional and private
   set, anonymous) and the code it maps (executable file mappings, and the
   files behind them);
@@ -29,7 +33,9 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -117,6 +123,85 @@ def run_client(argv: Sequence[str], sample_after: float, timeout: float) -> dict
         "sample": sample,
         "output": text[-400:],
     }
+
+
+# ---- Code on disk --------------------------------------------------------------
+
+PT_LOAD = 1
+PF_X = 1
+
+
+def elf_sizes(path: str) -> tuple[int, int]:
+    """What an ELF file loads, read from its program headers without
+    running it (any architecture): the code, the memory size of its PT_LOAD
+    segments with PF_X; and the load image, the file bytes of every PT_LOAD
+    segment (code, read-only data and initial data: what a device's flash
+    holds of a program)."""
+    with open(path, "rb") as elf:
+        head = elf.read(64)
+        if head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
+            raise ValueError(f"{path}: not an ELF file")
+        wide, order = head[4] == 2, "<" if head[5] == 1 else ">"
+        if wide:
+            phoff, phentsize, phnum = (
+                struct.unpack_from(order + "Q", head, 0x20)[0],
+                *struct.unpack_from(order + "HH", head, 0x36),
+            )
+        else:
+            phoff, phentsize, phnum = (
+                struct.unpack_from(order + "I", head, 0x1C)[0],
+                *struct.unpack_from(order + "HH", head, 0x2A),
+            )
+        elf.seek(phoff)
+        table = elf.read(phentsize * phnum)
+    if len(table) < phentsize * phnum or phentsize < (56 if wide else 32):
+        raise ValueError(f"{path}: its program headers are cut short")
+    code = image = 0
+    for index in range(phnum):
+        entry = table[index * phentsize : (index + 1) * phentsize]
+        if wide:
+            kind, flags = struct.unpack_from(order + "II", entry, 0)
+            filesz, memsz = struct.unpack_from(order + "QQ", entry, 32)
+        else:
+            kind = struct.unpack_from(order + "I", entry, 0)[0]
+            filesz, memsz, flags = struct.unpack_from(order + "III", entry, 16)
+        if kind == PT_LOAD:
+            image += filesz
+            if flags & PF_X:
+                code += memsz
+    return code, image
+
+
+def linked(program: str) -> list[str]:
+    """The program and the libraries the dynamic loader maps for it (ldd)."""
+    path = shutil.which(program) or program
+    out = subprocess.run(
+        ["ldd", path], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    files = [path]
+    for line in out.splitlines():
+        words = line.split()
+        target = words[2] if len(words) >= 3 and words[1] == "=>" else words[0] if words else ""
+        if target.startswith("/"):
+            files.append(os.path.realpath(target))
+    return files
+
+
+def static_code(programs: Sequence[str]) -> dict[str, Any]:
+    """For each program, with the libraries it links: code and load image
+    (KiB, see elf_sizes), in total and per file."""
+    result: dict[str, Any] = {"arch": os.uname().machine, "programs": {}}
+    for program in programs:
+        files = {path: elf_sizes(path) for path in linked(program)}
+        result["programs"][program] = {
+            "code_kib": round(sum(code for code, _ in files.values()) / 1024, 1),
+            "image_kib": round(sum(image for _, image in files.values()) / 1024, 1),
+            "files": {
+                path: {"code_kib": round(code / 1024, 1), "image_kib": round(image / 1024, 1)}
+                for path, (code, image) in sorted(files.items())
+            },
+        }
+    return result
 
 
 # ---- Sessions ----------------------------------------------------------------------
@@ -352,6 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     command = commands.add_parser("footprint")
     command.add_argument("pid", type=int)
+    command = commands.add_parser("static-code")
+    command.add_argument("programs", nargs="+")
     command = commands.add_parser("client")
     command.add_argument("--sample-after", type=float, default=1.5)
     command.add_argument("--timeout", type=float, default=30.0)
@@ -374,6 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.command == "footprint":
         emit(footprint(args.pid))
+        return 0
+    if args.command == "static-code":
+        emit(static_code(args.programs))
         return 0
     if args.command == "client":
         program = [part for part in args.argv if part != "--"]

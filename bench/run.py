@@ -48,6 +48,7 @@ import yaml
 from bench import report as benchreport
 from bench.coap import bench_coap
 from bench.core import (
+    LABEL,
     BenchError,
     BrokerBench,
     Counts,
@@ -63,7 +64,6 @@ from bench.core import (
     parse_usage,
 )
 
-LABEL = "pisec.bench=1"
 NETWORK = "pisec-bench"
 VPN_HUB = "10.88.0.1"
 VPN_CLIENT = "10.88.0.11"
@@ -947,7 +947,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.skip_broker:
                 results["broker"] = bench_broker(docker, project, image, counts)
             if not args.skip_coap:
-                results["coap"] = bench_coap(docker, project, image, counts)
+                results["coap"] = bench_coap(
+                    docker, project, image, counts, os.environ.get("PISEC_ARM64_IMAGE", "")
+                )
             if not args.skip_fleet:
                 fleet = bench_fleet(
                     docker, project, image, sizes, settings=args.ansible_settings, keep=args.keep

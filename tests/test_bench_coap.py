@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ import pytest
 
 from bench import report
 from bench.coap import SUITE
+from bench.coapgen import elf_sizes
 from tests.conftest import PROJECT, free_port
 from tests.templating import render
 
@@ -337,3 +339,107 @@ def test_the_report_sets_each_pair_beside_the_studys_ratios() -> None:
     assert "10.0 KiB plaintext and 30.0 KiB over TLS (3.00x" in text
     # Without the CoAP part, no section.
     assert report._coap({"broker": {}}) == []
+
+
+def test_static_code_matches_what_the_loader_maps(servers: Servers) -> None:
+    """On this machine the ELF reading (what an emulated arm64 Pi gets) and
+    a running process's executable mappings agree: same files, same size
+    but for page rounding."""
+    (mapped,) = coapgen("footprint", str(servers.secure_pid))
+    (static,) = coapgen("static-code", "coap-server-gnutls")
+    program = static["programs"]["coap-server-gnutls"]
+    assert static["arch"] == os.uname().machine
+    assert {Path(path).name for path in program["files"]} == {
+        Path(path).name for path in mapped["files"]
+    }
+    assert 0.95 * mapped["code_kib"] <= program["code_kib"] <= mapped["code_kib"]
+
+
+def _elf(wide: bool, big: bool, segments: list[tuple[int, int, int, int]]) -> bytes:
+    """An ELF header and program headers: (type, flags, filesz, memsz) each."""
+    order = ">" if big else "<"
+    ident = b"\x7fELF" + bytes([2 if wide else 1, 2 if big else 1, 1]) + bytes(9)
+    if wide:
+        header = ident + struct.pack(
+            order + "HHIQQQIHHHHHH", 2, 183, 1, 0, 64, 0, 0, 64, 56, len(segments), 0, 0, 0
+        )
+        table = b"".join(
+            struct.pack(order + "IIQQQQQQ", kind, flags, 0, 0, 0, filesz, memsz, 4096)
+            for kind, flags, filesz, memsz in segments
+        )
+    else:
+        header = ident + struct.pack(
+            order + "HHIIIIIHHHHHH", 2, 20, 1, 0, 52, 0, 0, 52, 32, len(segments), 0, 0, 0
+        )
+        table = b"".join(
+            struct.pack(order + "IIIIIIII", kind, 0, 0, 0, filesz, memsz, flags, 4096)
+            for kind, flags, filesz, memsz in segments
+        )
+    return header + table  # fmt: skip
+
+
+@pytest.mark.parametrize(("wide", "big"), [(True, False), (False, True), (False, False)])
+def test_elf_sizes_count_load_segments_only(tmp_path: Path, wide: bool, big: bool) -> None:
+    segments = [
+        (1, 5, 0x1234, 0x1234),  # PT_LOAD r-x: code and image
+        (1, 4, 0x300, 0x300),  # PT_LOAD r--: read-only data, image only
+        (1, 6, 0x200, 0x8000),  # PT_LOAD rw-: initial data in the image, the rest bss
+        (2, 1, 0x500, 0x500),  # PT_DYNAMIC flagged X: not a load segment
+        (1, 1, 0x100, 0x180),  # PT_LOAD --x
+    ]
+    path = tmp_path / "prog"
+    path.write_bytes(_elf(wide, big, segments))
+    assert elf_sizes(str(path)) == (0x1234 + 0x180, 0x1234 + 0x300 + 0x200 + 0x100)
+
+
+def test_a_file_that_is_not_elf_or_cut_short_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "script"
+    path.write_text("#!/bin/sh\n")
+    with pytest.raises(ValueError, match=f"{path}: not an ELF file"):
+        elf_sizes(str(path))
+    path.write_bytes(_elf(True, False, [(1, 5, 16, 16), (1, 6, 16, 16)])[:-40])
+    with pytest.raises(ValueError, match="cut short"):
+        elf_sizes(str(path))
+
+
+def test_the_report_adds_arm64_code_when_it_was_measured() -> None:
+    def programs(scale: float) -> dict[str, Any]:
+        sizes = {
+            "coap-server-notls": 1000.0,
+            "coap-server-gnutls": 2500.0,
+            "coap-client-notls": 1000.0,
+            "coap-client-gnutls": 3000.0,
+        }
+        return {
+            name: {"code_kib": kib, "image_kib": kib * scale, "files": {}}
+            for name, kib in sizes.items()
+        } | {
+            "mosquitto": {
+                "code_kib": 3000.0,
+                "image_kib": 4000.0 * scale,
+                "files": {
+                    "/usr/lib/aarch64-linux-gnu/libcrypto.so.3": {
+                        "code_kib": 2000.0,
+                        "image_kib": 3000.0 * scale,
+                    }
+                },
+            }
+        }
+
+    files = {"/usr/bin/x": 1000}
+    server = _server(_footprint(2000, 400, files), _footprint(2500, 500, files), True)
+    client = {"sample": _footprint(2200, 500, files), "exit": 0}
+    coap = {
+        "servers": {"coap-server-notls": server, "coap-server-gnutls": server},
+        "clients": {"coap-client-notls": client, "coap-client-gnutls": client},
+        "static_code": {
+            "amd64": {"arch": "x86_64", "programs": programs(0.5)},
+            "arm64": {"arch": "aarch64", "programs": programs(1.0)},
+        },
+        "mosquitto": _footprint(9000, 1000, {"/usr/sbin/mosquitto": 1000}),
+    }
+    text = "\n".join(report._coap({"coap": coap}))
+    assert "| load image, amd64 | x CoAP | load image, arm64 | x CoAP | study ROM x CoAP |" in text
+    assert "| 1,250 | 2.50x | 2,500 | 2.50x | 1.79x |" in text
+    assert "| 1,500 | 3.00x | 3,000 | 3.00x | 1.93x |" in text
+    assert "On arm64 its load image is 4,000 KiB, 3,000 KiB of it OpenSSL's (4.00x)" in text

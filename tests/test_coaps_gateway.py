@@ -220,6 +220,42 @@ def test_a_bad_key_file_is_refused_naming_the_file_and_device(
     assert "00000000" not in str(raised.value)
 
 
+def test_the_roles_validate_step_checks_a_key_file_with_the_gateways_reader(
+    tmp_path: Path,
+) -> None:
+    """`pisec-coapsd --check-keys` (the role's `validate:`): a good file
+    passes, a bad one fails naming the file and the device, with no secret."""
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    secret_key, secret_password = "ab" * 16, "s3cret-password"
+    entry = {"identity": "sensor-1", "psk_hex": secret_key, "mqtt_password": secret_password}
+    good.write_text(json.dumps({"devices": [entry]}))
+    bad.write_text(json.dumps({"devices": [entry, {**entry, "psk_hex": "ab"}]}))
+
+    def check(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pisec.coaps.gateway", "--check-keys", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+            env=dict(os.environ, PYTHONPATH=str(PROJECT / "src")),
+        )
+
+    passed, failed = check(good), check(bad)
+    assert (passed.returncode, passed.stdout.strip()) == (0, f"{good}: 1 devices")
+    assert failed.returncode == 1
+    assert f"{bad}: device 2" in failed.stderr
+    for output in (passed.stdout + passed.stderr, failed.stdout + failed.stderr):
+        assert secret_key not in output and secret_password not in output
+    usage = subprocess.run(
+        [sys.executable, "-m", "pisec.coaps.gateway", "--check-keys"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=dict(os.environ, PYTHONPATH=str(PROJECT / "src")),
+    )
+    assert usage.returncode == 2
+
+
 # ---- The whole path, on loopback ----------------------------------------
 
 

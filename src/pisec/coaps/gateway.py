@@ -218,8 +218,19 @@ class Config:
 def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if len(arguments) != 2:
-        print("usage: pisec-coapsd CONFIG KEYS", file=sys.stderr)
+    if len(arguments) == 2 and arguments[0] == "--check-keys":
+        # The role's `validate:` of a new key file, before it replaces the
+        # one the running gateway reloads. Names the file and the device,
+        # never a key or a password.
+        try:
+            count = len(load_devices(Path(arguments[1])))
+        except ValueError as problem:
+            print(problem, file=sys.stderr)
+            return 1
+        print(f"{arguments[1]}: {count} devices")
+        return 0
+    if len(arguments) != 2 or arguments[0].startswith("-"):
+        print("usage: pisec-coapsd CONFIG KEYS | pisec-coapsd --check-keys KEYS", file=sys.stderr)
         return 2
     config_path, keys_path = Path(arguments[0]), Path(arguments[1])
     try:
