@@ -4,10 +4,10 @@ Copied onto the bench's Pis with pisec's own libcoap layer beside it
 (`pisec/coaps/`), and run there with Debian's python3. Each command prints
 one JSON object per line on standard output:
 
-- `static-code PROGRAM...`: the code and the load image of each program
-  and the libraries it links, read from their ELF headers (also on an
-  emulated arm64 Pi, where a running process's mappings are the
-  emulator's);
+- `static-code PROGRAM...`: the code, load image and static data of each
+  program and the libraries it links (the study's ROM and RAM), read from
+  their ELF headers (also on an emulated arm64 Pi, where a running
+  process's mappings are the emulator's);
 - `footprint PID`: a process's memory (VmRSS, proportional and private
   set, anonymous) and the code it maps (executable file mappings, and the
   files behind them);
@@ -129,14 +129,18 @@ def run_client(argv: Sequence[str], sample_after: float, timeout: float) -> dict
 
 PT_LOAD = 1
 PF_X = 1
+PF_W = 2
 
 
-def elf_sizes(path: str) -> tuple[int, int]:
+def elf_sizes(path: str) -> tuple[int, int, int]:
     """What an ELF file loads, read from its program headers without
-    running it (any architecture): the code, the memory size of its PT_LOAD
-    segments with PF_X; and the load image, the file bytes of every PT_LOAD
-    segment (code, read-only data and initial data: what a device's flash
-    holds of a program)."""
+    running it (any architecture), in bytes:
+    - code: the memory size of its PT_LOAD segments with PF_X;
+    - load image: the file bytes of every PT_LOAD segment (code, read-only
+      data and initial data: what a device's flash holds of a program, the
+      study's ROM);
+    - static data: the memory size of its writable PT_LOAD segments (data
+      and bss: what the study's RAM counts, from `size` of the firmware)."""
     with open(path, "rb") as elf:
         head = elf.read(64)
         if head[:4] != b"\x7fELF" or head[4] not in (1, 2) or head[5] not in (1, 2):
@@ -156,7 +160,7 @@ def elf_sizes(path: str) -> tuple[int, int]:
         table = elf.read(phentsize * phnum)
     if len(table) < phentsize * phnum or phentsize < (56 if wide else 32):
         raise ValueError(f"{path}: its program headers are cut short")
-    code = image = 0
+    code = image = data = 0
     for index in range(phnum):
         entry = table[index * phentsize : (index + 1) * phentsize]
         if wide:
@@ -169,7 +173,9 @@ def elf_sizes(path: str) -> tuple[int, int]:
             image += filesz
             if flags & PF_X:
                 code += memsz
-    return code, image
+            if flags & PF_W:
+                data += memsz
+    return code, image, data
 
 
 def linked(program: str) -> list[str]:
@@ -188,18 +194,22 @@ def linked(program: str) -> list[str]:
 
 
 def static_code(programs: Sequence[str]) -> dict[str, Any]:
-    """For each program, with the libraries it links: code and load image
-    (KiB, see elf_sizes), in total and per file."""
+    """For each program, with the libraries it links: code, load image and
+    static data (KiB, see elf_sizes), in total and per file."""
     result: dict[str, Any] = {"arch": os.uname().machine, "programs": {}}
     for program in programs:
-        files = {path: elf_sizes(path) for path in linked(program)}
+        files = {
+            path: dict(zip(("code_kib", "image_kib", "data_kib"), elf_sizes(path), strict=True))
+            for path in linked(program)
+        }
         result["programs"][program] = {
-            "code_kib": round(sum(code for code, _ in files.values()) / 1024, 1),
-            "image_kib": round(sum(image for _, image in files.values()) / 1024, 1),
+            key: round(sum(sizes[key] for sizes in files.values()) / 1024, 1)
+            for key in ("code_kib", "image_kib", "data_kib")
+        } | {
             "files": {
-                path: {"code_kib": round(code / 1024, 1), "image_kib": round(image / 1024, 1)}
-                for path, (code, image) in sorted(files.items())
-            },
+                path: {key: round(value / 1024, 1) for key, value in sizes.items()}
+                for path, sizes in sorted(files.items())
+            }
         }
     return result
 

@@ -499,36 +499,41 @@ def _coap(results: dict[str, Any]) -> list[str]:
             [
                 f"`{label}`",
                 _kib(idle["rss_kib"]),
-                _kib(idle["private_kib"]),
+                _kib(idle["anonymous_kib"]),
                 _kib(held["rss_kib"]),
-                f"{(held['rss_kib'] - idle['rss_kib']) / count:.1f}",
-                _kib(held["peak_rss_kib"]),
+                _kib(held["anonymous_kib"]),
+                f"{(held['anonymous_kib'] - idle['anonymous_kib']) / count:.1f}",
                 _ratio(idle["rss_kib"], base["idle"]["rss_kib"]) if paired else "",
-                _ratio(held["private_kib"], base["held"]["private_kib"]) if paired else "",
+                _ratio(idle["anonymous_kib"], base["idle"]["anonymous_kib"]) if paired else "",
+                _ratio(held["anonymous_kib"], base["held"]["anonymous_kib"]) if paired else "",
                 _ratio(study["server"]["coaps"][0], study["server"]["coap"][0]) if paired else "",
             ]
         )
     count = base["sessions"]
     lines += [
-        f"**Servers, memory** (KiB; VmRSS and the private part, idle and with {count} "
-        "sessions held at once, each with one answered request):",
+        f"**Servers, memory** (KiB, idle and with {count} sessions held at once, each with one "
+        "answered request. RSS: VmRSS, the library pages it maps included. Own data: its "
+        "anonymous memory, heap, stacks and written data, which no other process shares; the "
+        "library pages are the code below, and private or shared depending on what else "
+        "runs on the Pi):",
         "",
         *_table(
             [
                 "server",
                 "RSS idle",
-                "private idle",
+                "own data idle",
                 f"RSS, {count} sessions",
-                "RSS per session",
-                "peak RSS",
+                f"own data, {count} sessions",
+                "own data per session",
                 "RSS idle x CoAP",
-                f"private, {count} sessions x CoAP",
+                "own data idle x CoAP",
+                f"own data, {count} sessions x CoAP",
                 "study RAM x CoAP",
             ],
             rows,
         ),
     ]
-    plain_client = clients["coap-client-notls"]
+    plain_client = clients["coap-client-notls"]["sample"]
     rows = []
     for label, result in clients.items():
         sample = result["sample"]
@@ -537,12 +542,10 @@ def _coap(results: dict[str, Any]) -> list[str]:
             [
                 f"`{label}`",
                 _kib(sample["rss_kib"]),
-                _kib(sample["private_kib"]),
+                _kib(sample["anonymous_kib"]),
                 _kib(sample["peak_rss_kib"]),
-                _ratio(sample["rss_kib"], plain_client["sample"]["rss_kib"]) if paired else "",
-                _ratio(sample["private_kib"], plain_client["sample"]["private_kib"])
-                if paired
-                else "",
+                _ratio(sample["rss_kib"], plain_client["rss_kib"]) if paired else "",
+                _ratio(sample["anonymous_kib"], plain_client["anonymous_kib"]) if paired else "",
                 _ratio(study["client"]["coaps"][0], study["client"]["coap"][0]) if paired else "",
             ]
         )
@@ -550,54 +553,69 @@ def _coap(results: dict[str, Any]) -> list[str]:
         "**Clients, memory** (KiB, one observed session, read after 1.5 s):",
         "",
         *_table(
-            ["client", "RSS", "private", "peak RSS", "RSS x CoAP", "private x CoAP",
+            ["client", "RSS", "own data", "peak RSS", "RSS x CoAP", "own data x CoAP",
              "study RAM x CoAP"],
             rows,
         ),
     ]  # fmt: skip
-    rows = []
     static = coap.get("static_code", {})
     images = {arch: static[arch]["programs"] for arch in ("amd64", "arm64") if arch in static}
+    if images:
+        rows = []
+        for role, plain_label, secure_label in COAP_PAIRS:
+            for label in (plain_label, secure_label):
+                paired = label == secure_label
+                row = [f"`{label}`"]
+                for key, index in (("data_kib", 0), ("image_kib", 1)):
+                    for programs in images.values():
+                        value = programs[label][key]
+                        row += [
+                            _kib(value),
+                            _ratio(value, programs[plain_label][key]) if paired else "",
+                        ]
+                    study_pair = (study[role]["coaps"][index], study[role]["coap"][index])
+                    row.append(_ratio(*study_pair) if paired else "")
+                rows.append(row)
+        header = ["program"]
+        for name in ("RAM", "ROM"):
+            for arch in images:
+                header += [f"{name}, {arch}", "x CoAP"]
+            header.append(f"study {name} x CoAP")
+        lines += [
+            "**Measured the study's way** (KiB). The study took `size` of its firmware: RAM "
+            "is data and bss, ROM is code, read-only data and initial data. Here the same, "
+            "read from the ELF headers of each program and every library it links: RAM the "
+            "memory size of the writable load segments, ROM the file bytes of all load "
+            "segments"
+            + (
+                "; arm64 on an emulated arm64 Pi (the same Debian packages)"
+                if "arm64" in images
+                else ""
+            )
+            + ":",
+            "",
+            *_table(header, rows),
+        ]
+    rows = []
     for role, plain_label, secure_label in COAP_PAIRS:
         group = servers if role == "server" else clients
         plain_fp = group[plain_label]["idle" if role == "server" else "sample"]
         secure_fp = group[secure_label]["idle" if role == "server" else "sample"]
         added, names = _coap_added(plain_fp, secure_fp)
-        for label, fp in ((plain_label, plain_fp), (secure_label, secure_fp)):
-            paired = label == secure_label
-            row = [
-                f"`{label}`",
-                _kib(fp["code_kib"]),
-                _ratio(fp["code_kib"], plain_fp["code_kib"]) if paired else "",
-            ]
-            for programs in images.values():
-                image = programs[label]["image_kib"]
-                row += [
-                    _kib(image),
-                    _ratio(image, programs[plain_label]["image_kib"]) if paired else "",
-                ]
-            row += [
-                _ratio(study[role]["coaps"][1], study[role]["coap"][1]) if paired else "",
-                f"{_kib(added)} KiB: {', '.join(names)}" if paired else "",
-            ]
-            rows.append(row)
-    header = ["program", "code mapped", "x CoAP"]
-    for arch in images:
-        header += [f"load image, {arch}", "x CoAP"]
-    header += ["study ROM x CoAP", "what DTLS adds (code)"]
+        rows += [
+            [f"`{plain_label}`", _kib(plain_fp["code_kib"]), "", ""],
+            [
+                f"`{secure_label}`",
+                _kib(secure_fp["code_kib"]),
+                _ratio(secure_fp["code_kib"], plain_fp["code_kib"]),
+                f"{_kib(added)} KiB: {', '.join(names)}",
+            ],
+        ]
     lines += [
-        "**Code** (KiB). Code mapped: the executable mappings of the running program and "
-        "every library it loaded. Load image: the file bytes of the loadable segments of the "
-        "program and the libraries it links (code, read-only data and initial data: what a "
-        "device's flash holds), read from their ELF headers"
-        + (
-            "; on arm64 on an emulated arm64 Pi, whose processes are the emulator's"
-            if "arm64" in images
-            else ""
-        )
-        + ":",
+        "**Code mapped** (KiB: the executable mappings of the running program and every "
+        "library it loaded, on the trixie Pi):",
         "",
-        *_table(header, rows),
+        *_table(["program", "code mapped", "x CoAP", "what DTLS adds"], rows),
     ]
     rows = []
     for label, result in servers.items():

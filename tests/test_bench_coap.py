@@ -316,10 +316,10 @@ def test_the_report_sets_each_pair_beside_the_studys_ratios() -> None:
     server_row = next(
         line for line in text.splitlines() if line.startswith("| `coap-server-gnutls` | 5,000")
     )
-    # RSS 5,000 against 2,000 idle; private 1,000 against 500 with 50
-    # sessions; the study's server RAM 11,274 against 8,200 bytes.
-    assert "| 120.0 |" in server_row  # (11,000 - 5,000) / 50 KiB per session
-    assert "| 2.50x | 2.00x | 1.37x |" in server_row
+    # RSS 5,000 against 2,000 idle; own data (anonymous) 300 against 200
+    # idle and 500 against 250 with 50 sessions, 4 KiB more per session;
+    # the study's server RAM 11,274 against 8,200 bytes.
+    assert "| 5,000 | 300 | 11,000 | 500 | 4.0 | 2.50x | 1.50x | 2.00x | 1.37x |" in server_row
     client_row = next(
         line for line in text.splitlines() if line.startswith("| `coap-client-gnutls` | 5,500")
     )
@@ -328,8 +328,9 @@ def test_the_report_sets_each_pair_beside_the_studys_ratios() -> None:
         line for line in text.splitlines() if line.startswith("| `coap-server-gnutls` | 3,000")
     )
     # 3,000 KiB of code against 1,120; study ROM 89,737 against 50,224.
-    assert "| 2.68x | 1.79x | 1,800 KiB: libgnutls, libnettle |" in code_row
-    assert "1.93x" in text  # the study's client ROM ratio
+    assert "| 2.68x | 1,800 KiB: libgnutls, libnettle |" in code_row
+    # Without ELF sizes, no table of the study's own measures.
+    assert "Measured the study's way" not in text and "study ROM" not in text
     coapsd_row = next(
         line for line in text.splitlines() if line.startswith("| `pisec-coapsd` | 20,000")
     )
@@ -389,7 +390,7 @@ def test_elf_sizes_count_load_segments_only(tmp_path: Path, wide: bool, big: boo
     ]
     path = tmp_path / "prog"
     path.write_bytes(_elf(wide, big, segments))
-    assert elf_sizes(str(path)) == (0x1234 + 0x180, 0x1234 + 0x300 + 0x200 + 0x100)
+    assert elf_sizes(str(path)) == (0x1234 + 0x180, 0x1234 + 0x300 + 0x200 + 0x100, 0x8000)
 
 
 def test_a_file_that_is_not_elf_or_cut_short_is_named(tmp_path: Path) -> None:
@@ -402,26 +403,23 @@ def test_a_file_that_is_not_elf_or_cut_short_is_named(tmp_path: Path) -> None:
         elf_sizes(str(path))
 
 
-def test_the_report_adds_arm64_code_when_it_was_measured() -> None:
+def test_the_report_measures_the_studys_way_on_each_architecture() -> None:
     def programs(scale: float) -> dict[str, Any]:
+        # (static data, load image) of each program with its libraries.
         sizes = {
-            "coap-server-notls": 1000.0,
-            "coap-server-gnutls": 2500.0,
-            "coap-client-notls": 1000.0,
-            "coap-client-gnutls": 3000.0,
+            "coap-server-notls": (100.0, 1000.0),
+            "coap-server-gnutls": (300.0, 2500.0),
+            "coap-client-notls": (100.0, 1000.0),
+            "coap-client-gnutls": (350.0, 3000.0),
         }
         return {
-            name: {"code_kib": kib, "image_kib": kib * scale, "files": {}}
-            for name, kib in sizes.items()
+            name: {"code_kib": 0.0, "data_kib": data * scale, "image_kib": image * scale}
+            for name, (data, image) in sizes.items()
         } | {
             "mosquitto": {
-                "code_kib": 3000.0,
                 "image_kib": 4000.0 * scale,
                 "files": {
-                    "/usr/lib/aarch64-linux-gnu/libcrypto.so.3": {
-                        "code_kib": 2000.0,
-                        "image_kib": 3000.0 * scale,
-                    }
+                    "/usr/lib/aarch64-linux-gnu/libcrypto.so.3": {"image_kib": 3000.0 * scale}
                 },
             }
         }
@@ -439,7 +437,17 @@ def test_the_report_adds_arm64_code_when_it_was_measured() -> None:
         "mosquitto": _footprint(9000, 1000, {"/usr/sbin/mosquitto": 1000}),
     }
     text = "\n".join(report._coap({"coap": coap}))
-    assert "| load image, amd64 | x CoAP | load image, arm64 | x CoAP | study ROM x CoAP |" in text
-    assert "| 1,250 | 2.50x | 2,500 | 2.50x | 1.79x |" in text
-    assert "| 1,500 | 3.00x | 3,000 | 3.00x | 1.93x |" in text
+    assert (
+        "| program | RAM, amd64 | x CoAP | RAM, arm64 | x CoAP | study RAM x CoAP "
+        "| ROM, amd64 | x CoAP | ROM, arm64 | x CoAP | study ROM x CoAP |"
+    ) in text
+    assert (
+        "| `coap-server-gnutls` | 150 | 3.00x | 300 | 3.00x | 1.37x "
+        "| 1,250 | 2.50x | 2,500 | 2.50x | 1.79x |"
+    ) in text
+    assert (
+        "| `coap-client-gnutls` | 175 | 3.50x | 350 | 3.50x | 1.39x "
+        "| 1,500 | 3.00x | 3,000 | 3.00x | 1.93x |"
+    ) in text
+    assert "| `coap-client-notls` | 50 |  | 100 |  |  | 500 |  | 1,000 |  |  |" in text
     assert "On arm64 its load image is 4,000 KiB, 3,000 KiB of it OpenSSL's (4.00x)" in text
