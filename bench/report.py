@@ -458,6 +458,11 @@ def _kib(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _if(paired: bool, value: float, base: float) -> str:
+    """The ratio on the row of a pair's DTLS program; nothing on the others."""
+    return _ratio(value, base) if paired else ""
+
+
 def _coap_added(plain: dict[str, Any], secure: dict[str, Any]) -> tuple[int, list[str]]:
     """Code KiB of the libraries the DTLS program maps and the plain one does
     not (its own binary and libcoap's -gnutls build replace theirs)."""
@@ -488,6 +493,8 @@ def _coap(results: dict[str, Any]) -> list[str]:
         "What each can say is under the tables.",
         "",
     ]
+    # The study's RAM, CoAPs and CoAP, of each role.
+    study_ram = {role: (pair["coaps"][0], pair["coap"][0]) for role, pair in study.items()}
     base = servers["coap-server-notls"]
     rows = []
     for label, result in servers.items():
@@ -503,10 +510,10 @@ def _coap(results: dict[str, Any]) -> list[str]:
                 _kib(held["rss_kib"]),
                 _kib(held["anonymous_kib"]),
                 f"{(held['anonymous_kib'] - idle['anonymous_kib']) / count:.1f}",
-                _ratio(idle["rss_kib"], base["idle"]["rss_kib"]) if paired else "",
-                _ratio(idle["anonymous_kib"], base["idle"]["anonymous_kib"]) if paired else "",
-                _ratio(held["anonymous_kib"], base["held"]["anonymous_kib"]) if paired else "",
-                _ratio(study["server"]["coaps"][0], study["server"]["coap"][0]) if paired else "",
+                _if(paired, idle["rss_kib"], base["idle"]["rss_kib"]),
+                _if(paired, idle["anonymous_kib"], base["idle"]["anonymous_kib"]),
+                _if(paired, held["anonymous_kib"], base["held"]["anonymous_kib"]),
+                _if(paired, *study_ram["server"]),
             ]
         )
     count = base["sessions"]
@@ -544,9 +551,9 @@ def _coap(results: dict[str, Any]) -> list[str]:
                 _kib(sample["rss_kib"]),
                 _kib(sample["anonymous_kib"]),
                 _kib(sample["peak_rss_kib"]),
-                _ratio(sample["rss_kib"], plain_client["rss_kib"]) if paired else "",
-                _ratio(sample["anonymous_kib"], plain_client["anonymous_kib"]) if paired else "",
-                _ratio(study["client"]["coaps"][0], study["client"]["coap"][0]) if paired else "",
+                _if(paired, sample["rss_kib"], plain_client["rss_kib"]),
+                _if(paired, sample["anonymous_kib"], plain_client["anonymous_kib"]),
+                _if(paired, *study_ram["client"]),
             ]
         )
     lines += [
