@@ -84,8 +84,9 @@ bench: venv image ## Measure what TLS, DTLS, the VPN and provisioning cost (docs
 	@scripts/ensure-docker.sh
 	@PISEC_ARCH=arm64 scripts/install-deps.sh
 	@[ "$$(dpkg --print-architecture)" = arm64 ] || scripts/ensure-binfmt.sh arm64
+	@PISEC_ARCH=arm64 scripts/build-image.sh >/dev/null
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) \
-	  PISEC_ARM64_IMAGE=$$(PISEC_ARCH=arm64 scripts/build-image.sh) PATH="$(CURDIR)/$(BIN):$$PATH" \
+	  PISEC_ARM64_IMAGE=$$(PISEC_ARCH=arm64 scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m bench --output docs/benchmarks
 
 bench-ansible: venv image ## Time site.yml's second run on 20 Pis with each Ansible setting (docs/benchmarks-ansible.md, ~6 min)
@@ -97,8 +98,9 @@ bench-smoke: venv image ## The bench with tiny counts and a 1-Pi fleet (proves i
 	@scripts/ensure-docker.sh
 	@PISEC_ARCH=arm64 scripts/install-deps.sh
 	@[ "$$(dpkg --print-architecture)" = arm64 ] || scripts/ensure-binfmt.sh arm64
+	@PISEC_ARCH=arm64 scripts/build-image.sh >/dev/null
 	@PISEC_IMAGE=$$(scripts/build-image.sh --print-tag) \
-	  PISEC_ARM64_IMAGE=$$(PISEC_ARCH=arm64 scripts/build-image.sh) PATH="$(CURDIR)/$(BIN):$$PATH" \
+	  PISEC_ARM64_IMAGE=$$(PISEC_ARCH=arm64 scripts/build-image.sh --print-tag) PATH="$(CURDIR)/$(BIN):$$PATH" \
 	  $(BIN)/python -m bench --smoke --output .bench-smoke/benchmarks
 
 test: lint unit molecule molecule-bookworm molecule-mosquitto21 molecule-arm64 bench-smoke ## Everything CI checks

@@ -633,30 +633,35 @@ def _coap(results: dict[str, Any]) -> list[str]:
                 f"`{label}`",
                 f"{handshake['median']:.2f} ({handshake['p90']:.2f})" if handshake else "-",
                 f"{shakes['first_answer_ms']['median']:.2f}",
-                f"{requests['request_ms']['median']:.3f} ({requests['request_ms']['p90']:.3f})",
                 f"{shakes['server_cpu_us_each']:,.0f}",
+                f"{shakes['client_cpu_us_per_session']:,.0f}",
+                f"{requests['request_ms']['median']:.3f} ({requests['request_ms']['p90']:.3f})",
                 f"{requests['server_cpu_us_each']:,.0f}",
-                f"{requests['client_cpu_share']:.2f}",
+                f"{requests['client_cpu_us_per_request']:,.0f}",
             ]
         )
     sessions = base["handshakes"]["first_answer_ms"]["n"]
     lines += [
         f"**Time** (ms, median and 90th percentile, from the client Pi: {sessions} "
-        f"new sessions, then {base['requests']['request_ms']['n']:,} requests one after another "
-        "on one session; the server's own CPU from /proc/PID/schedstat, in microseconds; "
+        f"new sessions, each with one request and closed again, then "
+        f"{base['requests']['request_ms']['n']:,} requests one after another on one session. "
+        "CPU in microseconds each: the server's from /proc/PID/task/*/schedstat, the "
+        "client tool's (Python over libcoap) from its own clock. In a request-then-answer "
+        "loop the client's time is part of every latency here, so the latencies are upper "
+        "bounds and the server's CPU is the figure of what the server does. "
         "`pisec-coapsd`'s request is a POST that it publishes with QoS 1 and answers after "
-        "mosquitto's PUBACK; client CPU share is the client's CPU over the requests' wall "
-        "time: below 1, the client waited on the server):",
+        "mosquitto's PUBACK):",
         "",
         *_table(
             [
                 "server",
                 "handshake",
                 "new session to first answer",
+                "server CPU per new session",
+                "client CPU per new session",
                 "request",
-                "server CPU per new session + request, us",
-                "server CPU per request, us",
-                "client CPU share",
+                "server CPU per request",
+                "client CPU per request",
             ],
             rows,
         ),
