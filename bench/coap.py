@@ -133,7 +133,7 @@ def _hold(client: Pi, server: Pi, pid: int, args: list[str], seconds: float) -> 
             timer.cancel()
             # The sessions end with the process inside the container, not
             # with the `docker exec` on this side.
-            client.sh("pkill -f 'coapgen.py hold' || true")
+            client.sh("pkill -f '[c]oapgen.py hold' || true")
     return {"ready": ready, "footprint": held}
 
 
