@@ -80,7 +80,7 @@ molecule-arm64: venv ## An emulated arm64 trixie Pi converges and serves MQTT ov
 	@PISEC_SUITE=trixie PISEC_ARCH=arm64 scripts/molecule.sh arm64
 
 # The CoAP part reads code sizes on an emulated arm64 Pi too (PISEC_ARM64_IMAGE).
-bench: venv image ## Measure what TLS, DTLS, the VPN and provisioning cost (docs/benchmarks.md, about 20 min)
+bench: venv image ## Measure what TLS, DTLS, the VPN and provisioning cost (docs/benchmarks.md, about 15 min)
 	@scripts/ensure-docker.sh
 	@PISEC_ARCH=arm64 scripts/install-deps.sh
 	@[ "$$(dpkg --print-architecture)" = arm64 ] || scripts/ensure-binfmt.sh arm64
