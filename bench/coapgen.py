@@ -41,7 +41,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -66,7 +66,8 @@ def footprint(pid: int) -> dict[str, Any]:
     peak_rss_kib: VmHWM, the most it was resident since its exec;
     code_kib: the executable mappings of files (the binary's and each
     library's text, as loaded); files: each such file with its code KiB;
-    file_kib: the sizes on disk of those files (what a flash would hold).
+    file_kib: the sizes on disk of those files (static-code reads what
+    they load).
     """
     proc = Path("/proc") / str(pid)
     rollup: dict[str, int] = {}
@@ -221,7 +222,6 @@ def static_code(programs: Sequence[str]) -> dict[str, Any]:
 class Session:
     pointer: int
     handshake_ms: float
-    answers: list[tuple[int, float]] = field(default_factory=list)
 
 
 class Sessions:
